@@ -1,0 +1,48 @@
+import Foundation
+
+/// What the agent does in one boot (Images/agent/PROTOCOL.md, "Plan").
+public struct GuestPlan: Sendable, Equatable {
+    public struct TestStep: Sendable, Equatable {
+        public var id: String
+        public var timeoutSeconds: Int
+        public var path: String
+    }
+
+    public var hugepages: Int
+    public var probes: [String]
+    public var tests: [TestStep]
+
+    public init(hugepages: Int, probes: [String], tests: [TestStep]) {
+        self.hugepages = hugepages
+        self.probes = probes
+        self.tests = tests
+    }
+
+    public var text: String {
+        var lines = ["version 1", "hugepages \(hugepages)"]
+        lines += probes.map { "probe \($0)" }
+        lines += tests.map { "test \($0.id) \($0.timeoutSeconds) \($0.path)" }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// The initramfs of one guest: the agent as /init, the plan and the test programs.
+public struct GuestImage: Sendable {
+    public var entries: [CPIOEntry]
+
+    public init(agent: Data, plan: GuestPlan, programs: [(id: String, binary: Data)]) {
+        var entries: [CPIOEntry] = ["/dev", "/proc", "/sys", "/tmp", "/mnt", "/shootdown", "/shootdown/tests"]
+            .map(CPIOEntry.directory)
+        entries.append(CPIOEntry(path: "/dev/console", kind: .characterDevice(major: 5, minor: 1), permissions: 0o600))
+        entries.append(.file("/init", agent, executable: true))
+        entries.append(.file("/shootdown/plan", Data(plan.text.utf8)))
+        for program in programs {
+            entries.append(.file("/shootdown/tests/\(program.id)", program.binary, executable: true))
+        }
+        self.entries = entries
+    }
+
+    public var archive: Data { CPIOArchive.newc(entries) }
+
+    public var listing: String { entries.map(\.listingLine).joined(separator: "\n") + "\n" }
+}

@@ -1,0 +1,55 @@
+import Foundation
+
+/// Turns kernel specs into bootable images, one provider per spec kind.
+public struct KernelResolver: Sendable {
+    let context: ToolContext
+
+    public init(context: ToolContext) {
+        self.context = context
+    }
+
+    public func resolve(_ spec: KernelSpec, arch: Arch) throws -> KernelImage {
+        switch spec {
+        case .debian(let version):
+            return try DebianKernels(context: context).image(version: version, arch: arch)
+        case .file(let path):
+            return try fileImage(path: path, arch: arch)
+        }
+    }
+
+    /// The arches a spec can serve, when the user did not choose: a file is one arch.
+    public func naturalArches(_ spec: KernelSpec) throws -> [Arch] {
+        switch spec {
+        case .debian: return Arch.allCases
+        case .file(let path): return [try KernelFormat.arch(ofImageAt: URL(fileURLWithPath: path))]
+        }
+    }
+
+    func fileImage(path: String, arch: Arch) throws -> KernelImage {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ShootdownError.kernelUnusable(spec: "file:\(path)", reason: "no such file")
+        }
+        let found = try KernelFormat.arch(ofImageAt: url)
+        guard found == arch else {
+            throw ShootdownError.kernelUnusable(spec: "file:\(path)", reason: "it is an \(found) kernel; run it with --arch \(found)")
+        }
+        let directory = url.deletingLastPathComponent(), name = url.lastPathComponent
+        // vmlinuz-6.12.0 → config-6.12.0 (Debian /boot layout), else .config or config beside it.
+        let suffix = name.hasPrefix("vmlinuz-") ? String(name.dropFirst("vmlinuz-".count)) : nil
+        let configCandidates = [suffix.map { "config-\($0)" }, "\(name).config", ".config", "config"].compactMap { $0 }
+        let config = configCandidates.map { directory.appendingPathComponent($0) }
+            .first { FileManager.default.fileExists(atPath: $0.path) }
+        let systemMap = [suffix.map { "System.map-\($0)" }, "System.map"].compactMap { $0 }
+            .map { directory.appendingPathComponent($0) }.first { FileManager.default.fileExists(atPath: $0.path) }
+        var version = suffix ?? name
+        if let config, let text = try? String(contentsOf: config, encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.contains(" Kernel Configuration") }) {
+            // "# Linux/x86 6.12.117 Kernel Configuration"
+            let words = line.split(separator: " ")
+            if words.count >= 3 { version = String(words[2]) }
+        }
+        return KernelImage(spec: "file:\(path)", arch: arch, version: version, origin: url.path,
+                           kernel: url, config: config, systemMap: systemMap)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// One check behind a verdict: from the test's TAP (`guest`) or made by the host.
+public struct Check: Sendable, Codable, Equatable {
+    public var name: String
+    public var passed: Bool
+    public var skipped: Bool
+    public var detail: String?
+    public var source: String
+
+    public init(name: String, passed: Bool, skipped: Bool = false, detail: String? = nil, source: String) {
+        self.name = name
+        self.passed = passed
+        self.skipped = skipped
+        self.detail = detail
+        self.source = source
+    }
+}
+
+public struct CellCounters: Sendable, Codable, Equatable {
+    /// What one operation is (`fork-exit`), and how many the test performed.
+    public var operation: String
+    public var operations: Int?
+    public var ipis: [IPIDelta]
+    public var probes: [ProbeDelta]
+
+    public func ipi(_ name: String) -> IPIDelta? { ipis.first { $0.name == name } }
+    public func probe(_ symbol: String) -> ProbeDelta? { probes.first { $0.symbol == symbol } }
+}
+
+public struct CellTimings: Sendable, Codable, Equatable {
+    /// Kernel start until the agent was ready (guest clock).
+    public var bootSeconds: Double?
+    /// The test program's own wall time (guest clock).
+    public var testSeconds: Double?
+    /// Domain start until it stopped (host clock).
+    public var totalSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case bootSeconds = "boot_s", testSeconds = "test_s", totalSeconds = "total_s"
+    }
+}
+
+public struct GuestInfo: Sendable, Codable, Equatable {
+    public var uname: String
+    public var cpus: Int
+    public var hugepages: HugepageCounters
+    public var probes: [ProbeRegistration]
+}
+
+/// The cell a result belongs to, as written into its result.json.
+public struct CellDescriptor: Sendable, Codable, Equatable {
+    public var id: String
+    public var arch: Arch
+    public var kernel: String
+    public var kernelVersion: String
+    public var kernelOrigin: String
+    public var accel: Accelerator
+    /// "on", "off", or "default" when the hypervisor's defaults were left alone.
+    public var paravirt: String
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var test: String
+    public var parameters: [String: ParameterValue]
+
+    enum CodingKeys: String, CodingKey {
+        case id, arch, kernel, accel, paravirt, vcpus, test, parameters
+        case kernelVersion = "kernel_version", kernelOrigin = "kernel_origin", memoryMiB = "memory_mib"
+    }
+}
+
+/// Everything known about one cell after it ran: written as result.json.
+public struct CellResult: Sendable, Codable, Equatable {
+    public static let schemaVersion = 1
+
+    public var schema = CellResult.schemaVersion
+    public var cell: CellDescriptor
+    public var status: CellStatus
+    public var reason: String?
+    public var checks: [Check]
+    public var counters: CellCounters?
+    public var metrics: [String: String]
+    public var splats: [Splat]
+    public var guest: GuestInfo?
+    public var timings: CellTimings
+    /// The console's last lines when the harness failed, to show without opening files.
+    public var consoleTail: String?
+
+    enum CodingKeys: String, CodingKey {
+        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings
+        case consoleTail = "console_tail"
+    }
+}

@@ -1,0 +1,76 @@
+/// A kernel complaint found in a log: BUG, WARNING, Oops, panic, KASAN, bad page state...
+public struct Splat: Sendable, Codable, Equatable {
+    public var kind: String
+    /// The headline, without its timestamp.
+    public var title: String
+    /// The headline and the lines that follow it, up to the end of the report.
+    public var excerpt: String
+}
+
+/// Finds splats in console output or /dev/kmsg text.
+public enum SplatScanner {
+    /// Headline patterns, matched at the start of the message (after the timestamp).
+    static let headlines: [(kind: String, prefix: String)] = [
+        ("bad-page", "BUG: Bad page"),
+        ("kasan", "BUG: KASAN:"),
+        ("kfence", "BUG: KFENCE:"),
+        ("bug", "kernel BUG at"),
+        ("bug", "BUG:"),
+        ("warning", "WARNING:"),
+        ("oops", "Oops"),
+        ("oops", "Internal error:"),
+        ("oops", "general protection fault"),
+        ("oops", "Unable to handle kernel"),
+        ("ubsan", "UBSAN:"),
+        ("panic", "Kernel panic - not syncing"),
+        ("lockup", "watchdog: BUG: soft lockup"),
+        ("rcu-stall", "rcu: INFO: rcu_sched detected stalls"),
+        ("rcu-stall", "rcu: INFO: rcu_preempt detected stalls"),
+        ("hung-task", "INFO: task"),
+    ]
+
+    static let excerptLimit = 60
+
+    public static func scan(_ text: String) -> [Splat] {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(message(of:))
+        var splats: [Splat] = []
+        var index = 0
+        while index < lines.count {
+            let line = lines[index]
+            guard let match = headlines.first(where: { line.hasPrefix($0.prefix) }),
+                  match.kind != "hung-task" || line.contains("blocked for more than") else {
+                index += 1
+                continue
+            }
+            var end = index + 1
+            // The report runs until its end marker, the next headline or a blank line.
+            while end < lines.count && end - index < excerptLimit {
+                let next = lines[end]
+                if next.hasPrefix("---[ end") { end += 1; break }
+                if next.isEmpty || headlines.contains(where: { next.hasPrefix($0.prefix) }) { break }
+                end += 1
+            }
+            // An Oops/BUG followed by its panic belongs together: one splat, not two.
+            splats.append(Splat(kind: match.kind, title: line, excerpt: lines[index..<end].joined(separator: "\n")))
+            index = end
+        }
+        return splats
+    }
+
+    /// Strips a console timestamp (`[   12.345678] `) or a /dev/kmsg prefix (`4,123,456,-;`).
+    static func message(of rawLine: Substring) -> String {
+        var line = rawLine.drop { $0 == "\r" }
+        if line.last == "\r" { line = line.dropLast() }
+        if line.first == "[", let close = line.firstIndex(of: "]") {
+            let stamp = line[line.index(after: line.startIndex)..<close]
+            if stamp.allSatisfy({ $0.isNumber || $0 == "." || $0 == " " }) {
+                line = line[line.index(after: close)...].drop { $0 == " " }
+            }
+        } else if let semicolon = line.firstIndex(of: ";"),
+                  line[..<semicolon].allSatisfy({ $0.isNumber || $0 == "," || $0 == "-" || $0.isLetter }),
+                  line[..<semicolon].contains(",") {
+            line = line[line.index(after: semicolon)...]
+        }
+        return String(line)
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+
+/// The judgement of one cell, before it is attached to its descriptor.
+public struct Verdict: Sendable, Equatable {
+    public var status: CellStatus
+    public var reason: String?
+    public var checks: [Check] = []
+    public var counters: CellCounters?
+    public var metrics: [String: String] = [:]
+    public var splats: [Splat] = []
+    public var guest: GuestInfo?
+    public var timings: CellTimings
+    public var consoleTail: String?
+}
+
+/// Turns what a guest produced into a status with reasons. Precedence follows KCIDB:
+/// a kernel splat is a FAIL even when the harness also failed (a panicked guest often
+/// never reports); harness failures are ERROR; then the test's own verdict.
+public enum VerdictBuilder {
+    public struct Input: Sendable {
+        public var testID: String
+        public var operation: String
+        public var probes: [String]
+        public var console: String
+        public var records: GuestRecords
+        public var timedOut: Bool
+        public var startError: String?
+        public var wall: Duration
+        public var timeoutSeconds: Int
+
+        public init(testID: String, operation: String, probes: [String], console: String, records: GuestRecords,
+                    timedOut: Bool, startError: String?, wall: Duration, timeoutSeconds: Int) {
+            self.testID = testID
+            self.operation = operation
+            self.probes = probes
+            self.console = console
+            self.records = records
+            self.timedOut = timedOut
+            self.startError = startError
+            self.wall = wall
+            self.timeoutSeconds = timeoutSeconds
+        }
+    }
+
+    public static func judge(_ input: Input) -> Verdict {
+        let records = input.records
+        let test = records.tests.first { $0.id == input.testID }
+        var verdict = Verdict(status: .pass, timings: CellTimings(
+            bootSeconds: records.boot?.uptimeNs.map { Double($0) / 1e9 },
+            testSeconds: test.map { Double($0.wallNs) / 1e9 },
+            totalSeconds: input.wall.seconds))
+
+        if let boot = records.boot {
+            verdict.guest = GuestInfo(uname: boot.uname, cpus: boot.cpus, hugepages: boot.hugepages, probes: boot.probes)
+        }
+        verdict.splats = uniqueSplats(SplatScanner.scan(input.console)
+            + SplatScanner.scan(records.boot?.dmesg ?? "") + records.tests.flatMap { SplatScanner.scan($0.kmsg) })
+
+        var harnessProblem: String?
+        var testProblem: (CellStatus, String)?
+        if let error = input.startError {
+            harnessProblem = "the guest did not start: \(error)"
+        } else if records.boot == nil {
+            harnessProblem = input.timedOut
+                ? "no result: the guest did not reach the agent within \(input.timeoutSeconds) s"
+                : "no result: the guest stopped before the agent reported"
+        } else if let error = records.agentErrors.first {
+            harnessProblem = "agent error: \(error)"
+        } else if let test {
+            let tap = TAPReport.parse(test.output)
+            verdict.metrics = tap.metrics
+            verdict.checks = guestChecks(tap)
+            verdict.counters = counters(for: test, tap: tap, input: input)
+            if let poolCheck = poolCheck(test) { verdict.checks.append(poolCheck) }
+            testProblem = testOutcome(test, tap: tap, checks: verdict.checks)
+            if testProblem == nil && !records.finished {
+                harnessProblem = input.timedOut
+                    ? "the guest did not power off within \(input.timeoutSeconds) s after the test"
+                    : "the agent stopped without its final record"
+            }
+        } else {
+            harnessProblem = input.timedOut
+                ? "timed out after \(input.timeoutSeconds) s before test \(input.testID) reported"
+                : "no record for test \(input.testID)"
+        }
+        if !records.rejected.isEmpty && harnessProblem == nil && testProblem == nil {
+            harnessProblem = "the result channel held invalid records: " + records.rejected.prefix(3).joined(separator: "; ")
+        }
+
+        verdict.checks.append(Check(name: "no kernel splat", passed: verdict.splats.isEmpty,
+                                    detail: verdict.splats.first?.title, source: "host"))
+        if let splat = verdict.splats.first {
+            verdict.status = .fail
+            verdict.reason = "kernel splat: \(splat.title)"
+        } else if let harnessProblem {
+            verdict.status = .error
+            verdict.reason = harnessProblem
+        } else if let (status, reason) = testProblem {
+            verdict.status = status
+            verdict.reason = reason
+        }
+        if verdict.status == .error || verdict.status == .fail && test == nil {
+            verdict.consoleTail = tail(input.console, lines: 25)
+        }
+        return verdict
+    }
+
+    static func guestChecks(_ tap: TAPReport) -> [Check] {
+        tap.results.map { result in
+            Check(name: result.description, passed: result.ok || result.skip != nil, skipped: result.skip != nil,
+                  detail: result.skip, source: "guest")
+        }
+    }
+
+    /// The host's own leak check, from the agent's pool snapshots around the test.
+    static func poolCheck(_ test: TestRecord) -> Check? {
+        let before = test.hugepagesBefore, after = test.hugepagesAfter
+        guard let freeBefore = before.free, let freeAfter = after.free else { return nil }
+        let passed = freeBefore == freeAfter && before.resv == after.resv && before.surp == after.surp
+        return Check(name: "hugetlb pool unchanged across the test", passed: passed,
+                     detail: "free \(freeBefore)→\(freeAfter), resv \(before.resv ?? 0)→\(after.resv ?? 0), surplus \(before.surp ?? 0)→\(after.surp ?? 0)",
+                     source: "host")
+    }
+
+    static func testOutcome(_ test: TestRecord, tap: TAPReport, checks: [Check]) -> (CellStatus, String)? {
+        if test.timedOut { return (.fail, "test timed out in the guest after \(Double(test.wallNs) / 1e9) s") }
+        if test.signal != 0 { return (.fail, "test killed by signal \(test.signal)") }
+        if test.exit == 4 || tap.planSkip != nil {
+            return (.skip, tap.planSkip ?? tap.diagnostics.last ?? "the test skipped itself (exit 4)")
+        }
+        if let failed = checks.first(where: { !$0.passed }) {
+            return (.fail, "check failed: \(failed.name)" + (failed.detail.map { " (\($0))" } ?? ""))
+        }
+        if test.exit != 0 {
+            let hint = tap.diagnostics.last.map { ": \($0)" } ?? ""
+            return (.fail, "test exited with status \(test.exit)\(hint)")
+        }
+        if tap.results.isEmpty { return (.error, "the test printed no TAP results") }
+        if let planned = tap.planned, planned != tap.results.count {
+            return (.error, "the test planned \(planned) checks but reported \(tap.results.count)")
+        }
+        return nil
+    }
+
+    static func counters(for test: TestRecord, tap: TAPReport, input: Input) -> CellCounters {
+        let operations = tap.metric("ops")
+        var ipis: [IPIDelta] = []
+        if let before = InterruptTable.parse(test.interruptsBefore), let after = InterruptTable.parse(test.interruptsAfter) {
+            ipis = IPIAccounting.deltas(before: before, after: after, operations: operations)
+        }
+        let registered = input.records.boot?.probes.filter { $0.status == "ok" }.map(\.symbol) ?? input.probes
+        let probes = ProbeDelta.deltas(before: KprobeProfile.parse(test.kprobesBefore),
+                                       after: KprobeProfile.parse(test.kprobesAfter),
+                                       symbols: registered, operations: operations)
+        return CellCounters(operation: tap.metrics["op"] ?? input.operation, operations: operations, ipis: ipis, probes: probes)
+    }
+
+    static func uniqueSplats(_ splats: [Splat]) -> [Splat] {
+        var seen = Set<String>()
+        return splats.filter { seen.insert($0.title).inserted }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Errors a user can act on: each says what failed and what to do.
+public enum ShootdownError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    case usage(String)
+    case toolMissing(tool: String, hint: String)
+    case commandFailed(command: String, status: Int32, output: String)
+    case commandTimedOut(command: String, seconds: Double)
+    case kernelNotFound(spec: String, available: [String])
+    case kernelUnusable(spec: String, reason: String)
+    case unknownTest(String, available: [String])
+    case invalidParameter(test: String, message: String)
+    case templateInvalid(path: String, message: String)
+    case libvirt(operation: String, message: String)
+    case io(path: String, message: String)
+
+    public var description: String {
+        switch self {
+        case .usage(let message):
+            return message
+        case .toolMissing(let tool, let hint):
+            return "\(tool) is not available (\(hint)); run `sudo ci/setup-host` or `shootdown doctor`"
+        case .commandFailed(let command, let status, let output):
+            return "`\(command)` exited with status \(status)" + (output.isEmpty ? "" : ":\n\(output)")
+        case .commandTimedOut(let command, let seconds):
+            return "`\(command)` did not finish within \(Int(seconds)) s"
+        case .kernelNotFound(let spec, let available):
+            let list = available.isEmpty ? "none found: run `apt-get update`" : available.joined(separator: ", ")
+            return "kernel \(spec) not found; available: \(list) (shootdown kernels list)"
+        case .kernelUnusable(let spec, let reason):
+            return "kernel \(spec) cannot be used: \(reason)"
+        case .unknownTest(let name, let available):
+            return "unknown test '\(name)'; available: \(available.joined(separator: ", ")) (shootdown generate --list)"
+        case .invalidParameter(let test, let message):
+            return "\(test): \(message) (shootdown generate --describe \(test))"
+        case .templateInvalid(let path, let message):
+            return "template \(path): \(message)"
+        case .libvirt(let operation, let message):
+            return "libvirt \(operation) failed: \(message) (is libvirtd running? `shootdown doctor`)"
+        case .io(let path, let message):
+            return "\(path): \(message)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}

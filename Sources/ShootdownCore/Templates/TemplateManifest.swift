@@ -1,0 +1,194 @@
+import Foundation
+import Yams
+
+/// A test template's manifest (`Templates/<name>/manifest.yaml`): what it is, which
+/// parameters it takes and what the guest must prepare for it.
+public struct TemplateManifest: Sendable, Decodable, Equatable {
+    public var name: String
+    public var summary: String
+    public var description: String
+    /// What one unit of `ops` is (e.g. `fork-exit`); counters are normalised by it.
+    public var operation: String
+    /// The hugetlb pool the agent sets: a sum of products of parameter names and integers.
+    public var hugepages: String
+    /// Kernel functions worth counting with kprobes while this test runs.
+    public var probes: [String]
+    public var parameters: [ParameterSpec]
+
+    public func parameter(_ name: String) -> ParameterSpec? {
+        parameters.first { $0.name == name }
+    }
+
+    public static func load(from url: URL) throws -> TemplateManifest {
+        let text: String
+        do {
+            text = try String(contentsOf: url, encoding: .utf8)
+        } catch {
+            throw ShootdownError.templateInvalid(path: url.path, message: error.localizedDescription)
+        }
+        do {
+            let manifest = try YAMLDecoder().decode(TemplateManifest.self, from: text)
+            try manifest.checkConsistency()
+            return manifest
+        } catch let error as ShootdownError {
+            throw error
+        } catch {
+            throw ShootdownError.templateInvalid(path: url.path, message: "\(error)")
+        }
+    }
+
+    /// Catches manifest mistakes when the manifest is loaded, not when a user hits them.
+    func checkConsistency() throws {
+        var seen = Set<String>()
+        for spec in parameters {
+            guard seen.insert(spec.name).inserted else {
+                throw ShootdownError.templateInvalid(path: name, message: "parameter \(spec.name) is declared twice")
+            }
+            try spec.validate(spec.defaultValue, test: name)
+        }
+        _ = try PoolExpression(hugepages, known: Set(parameters.map(\.name)))
+    }
+}
+
+public enum ParameterKind: String, Sendable, Decodable {
+    case int
+    case choice
+}
+
+public struct ParameterSpec: Sendable, Decodable, Equatable {
+    public var name: String
+    public var kind: ParameterKind
+    public var defaultValue: ParameterValue
+    public var min: Int?
+    public var max: Int?
+    public var choices: [String]?
+    public var unit: String?
+    public var help: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, type, `default`, min, max, choices, unit, help
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        kind = try container.decode(ParameterKind.self, forKey: .type)
+        min = try container.decodeIfPresent(Int.self, forKey: .min)
+        max = try container.decodeIfPresent(Int.self, forKey: .max)
+        choices = try container.decodeIfPresent([String].self, forKey: .choices)
+        unit = try container.decodeIfPresent(String.self, forKey: .unit)
+        help = try container.decode(String.self, forKey: .help)
+        switch kind {
+        case .int: defaultValue = .int(try container.decode(Int.self, forKey: .default))
+        case .choice: defaultValue = .choice(try container.decode(String.self, forKey: .default))
+        }
+    }
+
+    /// Parses one user-supplied value (`--param gib=4`).
+    public func parse(_ text: String, test: String) throws -> ParameterValue {
+        let value: ParameterValue
+        switch kind {
+        case .int:
+            guard let number = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ShootdownError.invalidParameter(test: test, message: "\(name) takes a whole number, not '\(text)'")
+            }
+            value = .int(number)
+        case .choice:
+            value = .choice(text)
+        }
+        try validate(value, test: test)
+        return value
+    }
+
+    func validate(_ value: ParameterValue, test: String) throws {
+        switch (kind, value) {
+        case (.int, .int(let number)):
+            let unitSuffix = unit.map { " \($0)" } ?? ""
+            if let min, number < min {
+                throw ShootdownError.invalidParameter(test: test, message: "\(name)=\(number) is below the minimum \(min)\(unitSuffix)")
+            }
+            if let max, number > max {
+                throw ShootdownError.invalidParameter(test: test, message: "\(name)=\(number) is above the maximum \(max)\(unitSuffix)")
+            }
+        case (.choice, .choice(let choice)):
+            let allowed = choices ?? []
+            guard allowed.contains(choice) else {
+                throw ShootdownError.invalidParameter(test: test, message: "\(name) must be one of \(allowed.joined(separator: ", ")), not '\(choice)'")
+            }
+        default:
+            throw ShootdownError.invalidParameter(test: test, message: "\(name) has a value of the wrong type")
+        }
+    }
+
+    /// One line for `generate --describe`.
+    public var summary: String {
+        var range = ""
+        switch kind {
+        case .int:
+            range = "\(min.map(String.init) ?? "…")..\(max.map(String.init) ?? "…")"
+        case .choice:
+            range = (choices ?? []).joined(separator: "|")
+        }
+        let unitText = unit.map { " \($0)" } ?? ""
+        return "\(name) = \(defaultValue)\(unitText)  [\(range)]  \(help)"
+    }
+}
+
+public enum ParameterValue: Sendable, Hashable, Codable, CustomStringConvertible {
+    case int(Int)
+    case choice(String)
+
+    public var description: String {
+        switch self {
+        case .int(let number): return String(number)
+        case .choice(let choice): return choice
+        }
+    }
+
+    public var intValue: Int? {
+        if case .int(let number) = self { return number }
+        return nil
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let number = try? container.decode(Int.self) { self = .int(number) } else {
+            self = .choice(try container.decode(String.self))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .int(let number): try container.encode(number)
+        case .choice(let choice): try container.encode(choice)
+        }
+    }
+}
+
+/// `gib*touch+8`: the only arithmetic a manifest needs, parsed strictly.
+struct PoolExpression {
+    /// A sum of terms; each term a product of factors (parameter names or integers).
+    let terms: [[String]]
+
+    init(_ text: String, known: Set<String>) throws {
+        let compact = text.filter { !$0.isWhitespace }
+        guard !compact.isEmpty else {
+            throw ShootdownError.templateInvalid(path: text, message: "hugepages expression is empty")
+        }
+        terms = compact.split(separator: "+", omittingEmptySubsequences: false).map {
+            $0.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
+        }
+        for factor in terms.joined() where Int(factor) == nil && !known.contains(factor) {
+            throw ShootdownError.templateInvalid(path: text, message: "hugepages expression names '\(factor)', which is neither a number nor a parameter")
+        }
+    }
+
+    func evaluate(_ values: [String: ParameterValue]) -> Int {
+        terms.reduce(0) { sum, term in
+            sum + term.reduce(1) { product, factor in
+                product * (Int(factor) ?? values[factor]?.intValue ?? 0)
+            }
+        }
+    }
+}

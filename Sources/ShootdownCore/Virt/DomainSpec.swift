@@ -1,0 +1,59 @@
+import Foundation
+
+/// Everything that defines one guest boot, independent of how it is started
+/// (libvirt domain XML or a raw QEMU command line for reproducers).
+public struct DomainSpec: Sendable, Equatable {
+    public var name: String
+    public var arch: Arch
+    public var accel: Accelerator
+    /// nil: leave the hypervisor's defaults alone.
+    public var paravirt: Paravirt?
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var emulator: String
+    public var kernel: String
+    public var initrd: String
+    public var consolePath: String
+    public var resultPath: String
+
+    public init(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
+                emulator: String, kernel: String, initrd: String, consolePath: String, resultPath: String) {
+        self.name = name
+        self.arch = arch
+        self.accel = accel
+        self.paravirt = paravirt
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.emulator = emulator
+        self.kernel = kernel
+        self.initrd = initrd
+        self.consolePath = consolePath
+        self.resultPath = resultPath
+    }
+
+    /// The virtio-serial port the agent writes its records to.
+    public static let resultChannel = "org.shootdown.results"
+
+    /// Kernel command line: console on the first serial port, warnings and worse on it
+    /// (the agent captures the full log itself), and an immediate reset on panic so a
+    /// crashed guest ends at once instead of at the timeout.
+    public var commandLine: String {
+        var words = ["console=\(arch.consoleDevice)", "loglevel=5", "panic=-1", "rdinit=/init"]
+        if paravirt == .off {
+            // x86: no PV TLB flush, PV IPIs or PV spinlocks; both arches: no steal time.
+            if arch == .x86_64 { words.append("nopv") }
+            words.append("no-steal-acc")
+        }
+        return words.joined(separator: " ")
+    }
+
+    /// The CPU model: the host's under KVM; under TCG x86 `max`, and for aarch64 a
+    /// Cortex-A72 (`max` adds pointer authentication, which TCG emulates slowly).
+    var cpuModel: (mode: String, model: String?) {
+        switch (accel, arch) {
+        case (.kvm, _): return ("host-passthrough", nil)
+        case (.tcg, .x86_64): return ("maximum", nil)
+        case (.tcg, .aarch64): return ("custom", "cortex-a72")
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import CLibvirt
+import Foundation
+
+/// Owns one libvirt connection. libvirt handles are opaque C pointers; every call goes
+/// through this class under a lock, and every handle it hands out is freed by it.
+public final class LibvirtConnection: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let lock = NSLock()
+    public let uri: String
+
+    private static let silenceDefaultErrorPrinter: Void = {
+        // libvirt prints every error to stderr by default; we report them ourselves.
+        virSetErrorFunc(nil) { _, _ in }
+    }()
+
+    public init(uri: String) throws {
+        _ = Self.silenceDefaultErrorPrinter
+        guard let handle = virConnectOpen(uri) else {
+            throw ShootdownError.libvirt(operation: "connect to \(uri)", message: Self.lastError())
+        }
+        self.handle = handle
+        self.uri = uri
+    }
+
+    deinit {
+        virConnectClose(handle)
+    }
+
+    static func lastError() -> String {
+        guard let message = virGetLastErrorMessage() else { return "unknown error" }
+        return String(cString: message)
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Creates and starts a transient domain (gone from libvirt once it stops).
+    public func startTransient(xml: String) throws -> LibvirtDomain {
+        try locked {
+            guard let domain = virDomainCreateXML(handle, xml, 0) else {
+                throw ShootdownError.libvirt(operation: "domain start", message: Self.lastError())
+            }
+            let name = virDomainGetName(domain).map { String(cString: $0) } ?? "?"
+            return LibvirtDomain(handle: domain, name: name, connection: self)
+        }
+    }
+
+    /// Names of the active domains whose names start with `prefix`.
+    public func activeDomainNames(prefix: String = "") throws -> [String] {
+        try locked {
+            var domains: UnsafeMutablePointer<virDomainPtr?>?
+            let count = virConnectListAllDomains(handle, &domains, UInt32(VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue))
+            guard count >= 0, let domains else {
+                throw ShootdownError.libvirt(operation: "list domains", message: Self.lastError())
+            }
+            defer { free(domains) }
+            var names: [String] = []
+            for index in 0..<Int(count) {
+                guard let domain = domains[index] else { continue }
+                if let name = virDomainGetName(domain) { names.append(String(cString: name)) }
+                virDomainFree(domain)
+            }
+            return names.filter { $0.hasPrefix(prefix) }.sorted()
+        }
+    }
+
+    /// The hypervisor version QEMU reports through libvirt, e.g. "7.2.22".
+    public func hypervisorVersion() -> String? {
+        locked {
+            var version: UInt = 0
+            guard virConnectGetVersion(handle, &version) == 0 else { return nil }
+            return "\(version / 1_000_000).\(version / 1_000 % 1_000).\(version % 1_000)"
+        }
+    }
+
+    fileprivate func withDomain<T>(_ body: () -> T) -> T { locked(body) }
+}
+
+/// A running (or finished) transient domain.
+public final class LibvirtDomain: @unchecked Sendable {
+    private var handle: OpaquePointer?
+    public let name: String
+    private let connection: LibvirtConnection
+
+    fileprivate init(handle: OpaquePointer, name: String, connection: LibvirtConnection) {
+        self.handle = handle
+        self.name = name
+        self.connection = connection
+    }
+
+    deinit {
+        if let handle { virDomainFree(handle) }
+    }
+
+    /// False once the guest has stopped (a transient domain then no longer exists).
+    public var isActive: Bool {
+        connection.withDomain {
+            guard let handle else { return false }
+            return virDomainIsActive(handle) == 1
+        }
+    }
+
+    /// Stops the guest at once; harmless when it has already stopped.
+    public func destroy() {
+        connection.withDomain {
+            guard let handle else { return }
+            if virDomainIsActive(handle) == 1 { _ = virDomainDestroy(handle) }
+        }
+    }
+
+    /// Polls until the guest stops or the deadline passes; true when it stopped by itself.
+    public func waitForShutdown(deadline: ContinuousClock.Instant, poll: Duration = .milliseconds(50)) -> Bool {
+        while isActive {
+            if ContinuousClock.now >= deadline { return false }
+            Thread.sleep(forTimeInterval: poll.timeInterval)
+        }
+        return true
+    }
+}

@@ -1,0 +1,2 @@
+import ShootdownCore
+print("hi")
