@@ -33,7 +33,7 @@ extension XMLElement {
         xmlSaveTree(context, root)
         xmlSaveClose(context)
         guard let content = xmlBufferContent(buffer) else { throw XMLSupportError.serialisationFailed }
-        return String(cString: content)
+        return String(cString: content) + "\n"
     }
 
     private func makeNode(in doc: xmlDocPtr) -> xmlNodePtr {
@@ -69,7 +69,7 @@ private func collect(_ context: UnsafeMutableRawPointer?, _ error: xmlErrorPtr?)
 }
 
 /// Validates documents against a RelaxNG schema (libvirt ships domain.rng).
-public struct RelaxNGValidator {
+public struct RelaxNGValidator: Sendable {
     public let schemaPath: String
 
     public init(schemaPath: String) {

@@ -54,6 +54,8 @@ public struct DebianKernels: Sendable {
             let name = String(line.split(separator: " ", maxSplits: 1).first ?? "")
             guard name.hasSuffix(suffix), let first = name.dropFirst("linux-image-".count).first, first.isNumber else { return nil }
             let flavourFree = name.dropLast(suffix.count)
+            // Meta packages (linux-image-6.12-amd64) name no full version: x.y.z needs two dots.
+            guard flavourFree.filter({ $0 == "." }).count >= 2 else { return nil }
             for marker in ["-rt", "-cloud", "-dbg", "-unsigned"] where flavourFree.contains(marker) { return nil }
             return name
         }

@@ -36,7 +36,7 @@ public enum ShootdownError: Error, Equatable, CustomStringConvertible, Localized
         case .templateInvalid(let path, let message):
             return "template \(path): \(message)"
         case .libvirt(let operation, let message):
-            return "libvirt \(operation) failed: \(message) (is libvirtd running? `shootdown doctor`)"
+            return "libvirt \(operation) failed: \(message)"
         case .io(let path, let message):
             return "\(path): \(message)"
         }

@@ -16,7 +16,8 @@ public final class LibvirtConnection: @unchecked Sendable {
     public init(uri: String) throws {
         _ = Self.silenceDefaultErrorPrinter
         guard let handle = virConnectOpen(uri) else {
-            throw ShootdownError.libvirt(operation: "connect to \(uri)", message: Self.lastError())
+            throw ShootdownError.libvirt(operation: "connect to \(uri)",
+                                         message: Self.lastError() + " (is libvirtd running? sudo ci/setup-host starts it)")
         }
         self.handle = handle
         self.uri = uri

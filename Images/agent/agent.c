@@ -1,0 +1,977 @@
+// SPDX-License-Identifier: MIT
+/*
+ * shootdown guest agent: PID 1 of the per-cell initramfs.
+ *
+ * Reads /shootdown/plan, prepares the hugetlb pool and kprobes, runs each test
+ * with a timeout and writes one JSON record per event to the virtio-serial
+ * port "org.shootdown.results", then powers the guest off. The contract with
+ * the host is Images/agent/PROTOCOL.md (agent version 1).
+ *
+ * Build: gcc -static -O2 -Wall -Wextra -Werror -o init agent.c
+ *
+ * PID 1 must never return or exit (the kernel would panic), so every path ends
+ * in power_off().
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AGENT_VERSION 1
+#define PLAN_PATH "/shootdown/plan"
+#define PORT_NAME "org.shootdown.results"
+#define CONSOLE_PREFIX "@@SHOOTDOWN-RECORD@@"
+#define TRACEFS "/sys/kernel/tracing"
+#define HP_DIR "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
+#define KMSG_CAP (256u << 10)     /* raw kmsg kept per record */
+#define OUTPUT_CAP (1u << 20)     /* raw test output kept */
+#define SNAPSHOT_CAP (256u << 10) /* raw /proc/interrupts, kprobe_profile */
+/*
+ * Budgets for the escaped JSON text of each field. A record line may be at
+ * most 4 MiB; escaping can grow text (\n is 2 bytes, a control byte 6), so the
+ * escaped size is bounded separately: a test record stays below
+ * 2 MiB + 5 * 384 KiB + 4 KiB (id) + the fixed fields.
+ */
+#define OUTPUT_JSON_MAX (2u << 20)
+#define FIELD_JSON_MAX (384u << 10)
+#define DMESG_JSON_MAX (512u << 10)
+#define NAME_JSON_MAX 4096
+/* virtio-console adds ports and names them asynchronously after probe. */
+#define PORT_WAIT_MS 5000
+/* How long to read a finished test's pipe that something still holds open. */
+#define DRAIN_AFTER_KILL_MS 2000
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+struct probe {
+	char *sym;
+	char event[64];    /* sanitised kprobe event name */
+	bool in_kallsyms;
+	const char *status; /* "ok", "missing" or "error" */
+	char error[128];
+};
+
+struct test {
+	char *id;
+	long timeout_s;
+	char *path;
+};
+
+struct plan {
+	long hugepages; /* -1: not requested */
+	struct probe *probes;
+	size_t nprobes;
+	struct test *tests;
+	size_t ntests;
+};
+
+struct hugepages {
+	long total, free, resv, surp; /* -1 where unreadable: null in JSON */
+};
+
+static int port_fd = -1;     /* result port, or -1: console fallback */
+static int console_fd = -1;
+static int kmsg_fd = -1;     /* read side of /dev/kmsg */
+static int kmsg_log_fd = -1; /* write side, for our own log lines */
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---------------------------------------------------------------- utils */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Time since boot, so the host can see how long the kernel and agent took. */
+static int64_t uptime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static bool write_all(int fd, const void *data, size_t n)
+{
+	const char *p = data;
+
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* Agent diagnostics go to the kernel log, so they land in the records' kmsg. */
+static void agent_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void agent_log(int level, const char *fmt, ...)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "<%d>shootdown-agent: ", level);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (kmsg_log_fd >= 0)
+		write_all(kmsg_log_fd, line, strlen(line));
+}
+
+static void buf_reserve(struct buf *b, size_t extra)
+{
+	size_t want = b->len + extra + 1; /* keep room for a NUL */
+
+	if (want <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < want)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p)
+		fatal("out of memory (%zu bytes)", cap);
+	b->p = p;
+	b->cap = cap;
+}
+
+static void buf_add(struct buf *b, const void *data, size_t n)
+{
+	buf_reserve(b, n);
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	buf_reserve(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->p);
+	*b = (struct buf){ 0 };
+}
+
+/* Reads at most cap bytes of a (proc/sys) file. Returns false if unreadable. */
+static bool read_file(const char *path, size_t cap, struct buf *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err = errno;
+
+	out->len = 0;
+	buf_reserve(out, 0);
+	out->p[0] = '\0';
+	if (fd < 0) {
+		errno = err;
+		return false;
+	}
+	while (out->len < cap) {
+		size_t want = cap - out->len < 65536 ? cap - out->len : 65536;
+		buf_reserve(out, want);
+		ssize_t n = read(fd, out->p + out->len, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		out->len += (size_t)n;
+	}
+	out->p[out->len] = '\0';
+	close(fd);
+	return true;
+}
+
+static long read_long(const char *path)
+{
+	struct buf b = { 0 };
+	long v = -1;
+
+	if (read_file(path, 64, &b)) {
+		char *end;
+		errno = 0;
+		long x = strtol(b.p, &end, 10);
+		if (!errno && end != b.p)
+			v = x;
+	}
+	buf_free(&b);
+	return v;
+}
+
+/* Writes a string to a control file; returns 0 or an errno value. */
+static int write_file(const char *path, const char *s, int flags)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC | flags);
+
+	if (fd < 0)
+		return errno;
+	int err = write_all(fd, s, strlen(s)) ? 0 : errno;
+	if (close(fd) && !err)
+		err = errno;
+	return err;
+}
+
+/* ----------------------------------------------------------------- JSON */
+
+/* Length (1..4) of the valid UTF-8 sequence at s, or 0 if it is invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	uint32_t cp, min;
+	size_t len;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2, cp = s[0] & 0x1f, min = 0x80;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3, cp = s[0] & 0x0f, min = 0x800;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4, cp = s[0] & 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * Appends s[0..n) as a JSON string literal whose content is at most max bytes.
+ * Invalid UTF-8 becomes U+FFFD, so a strict parser accepts any input. Returns
+ * true if the text had to be cut to fit max.
+ */
+static bool json_str(struct buf *b, const char *s, size_t n, size_t max)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t start, i = 0;
+	bool cut = false;
+
+	buf_add(b, "\"", 1);
+	start = b->len;
+	while (i < n) {
+		char esc[8];
+		const char *piece = esc;
+		size_t plen, step = 1;
+
+		switch (u[i]) {
+		case '"': piece = "\\\""; plen = 2; break;
+		case '\\': piece = "\\\\"; plen = 2; break;
+		case '\n': piece = "\\n"; plen = 2; break;
+		case '\t': piece = "\\t"; plen = 2; break;
+		case '\r': piece = "\\r"; plen = 2; break;
+		default:
+			if (u[i] < 0x20 || u[i] == 0x7f) {
+				plen = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
+			} else if ((step = utf8_len(u + i, n - i)) > 0) {
+				piece = s + i;
+				plen = step;
+			} else {
+				piece = "\\ufffd";
+				plen = 6;
+				step = 1;
+			}
+		}
+		if (b->len - start + plen > max) {
+			cut = true;
+			break;
+		}
+		buf_add(b, piece, plen);
+		i += step;
+	}
+	buf_add(b, "\"", 1);
+	return cut;
+}
+
+/* Short strings: names, ids, error messages. */
+static void json_cstr(struct buf *b, const char *s)
+{
+	json_str(b, s, strlen(s), NAME_JSON_MAX);
+}
+
+/* ------------------------------------------------------------- records */
+
+/* Sends one record (a JSON object without newline) to the host. */
+static bool emit(const struct buf *rec)
+{
+	if (port_fd >= 0)
+		return write_all(port_fd, rec->p, rec->len) && write_all(port_fd, "\n", 1);
+	return write_all(console_fd, CONSOLE_PREFIX, strlen(CONSOLE_PREFIX)) &&
+	       write_all(console_fd, rec->p, rec->len) && write_all(console_fd, "\n", 1);
+}
+
+static void emit_or_die(const struct buf *rec)
+{
+	if (!emit(rec))
+		fatal("writing a record failed: %s", strerror(errno));
+}
+
+static __attribute__((noreturn)) void power_off(void)
+{
+	if (port_fd >= 0)
+		close(port_fd); /* blocking port writes are already consumed */
+	sync();
+	reboot(RB_POWER_OFF);
+	for (;;) /* PID 1 must not exit, even if power-off failed */
+		pause();
+}
+
+/*
+ * Reports an agent failure and powers off. Uses a fixed buffer and ASCII-only
+ * escaping so it works when memory or the buf helpers are the problem.
+ */
+static void fatal(const char *fmt, ...)
+{
+	static bool in_fatal;
+	char msg[512], rec[1200];
+	size_t n = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	agent_log(2, "fatal: %s\n", msg);
+	if (in_fatal)
+		power_off();
+	in_fatal = true;
+
+	n = (size_t)snprintf(rec, sizeof(rec), "%s{\"type\":\"agent-error\",\"message\":\"",
+			     CONSOLE_PREFIX);
+	for (const char *c = msg; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			rec[n++] = '\\';
+		rec[n++] = (*c >= 0x20 && *c < 0x7f) ? *c : '?';
+	}
+	n += (size_t)snprintf(rec + n, sizeof(rec) - n, "\"}\n");
+
+	size_t skip = strlen(CONSOLE_PREFIX); /* the prefix is for the console only */
+	if (port_fd < 0 || !write_all(port_fd, rec + skip, n - skip))
+		write_all(console_fd, rec, n);
+	power_off();
+}
+
+/* --------------------------------------------------------------- kmsg */
+
+/*
+ * Appends the kernel log records readable now (raw "prio,seq,ts,flags;text"
+ * lines) to out, keeping at most cap bytes; the rest is read and dropped so the
+ * next drain starts fresh.
+ */
+static void kmsg_drain(struct buf *out, size_t cap)
+{
+	char rec[8192];
+
+	if (kmsg_fd < 0)
+		return;
+	for (;;) {
+		ssize_t n = read(kmsg_fd, rec, sizeof(rec));
+
+		if (n < 0 && (errno == EINTR || errno == EPIPE))
+			continue; /* EPIPE: records were overwritten, carry on */
+		if (n <= 0)
+			break;  /* EAGAIN: nothing more for now */
+		if (out->len + (size_t)n <= cap)
+			buf_add(out, rec, (size_t)n);
+	}
+}
+
+/* --------------------------------------------------------------- setup */
+
+static void mount_fs(const char *src, const char *dir, const char *type,
+		     unsigned long flags, bool required)
+{
+	mkdir(dir, 0755);
+	if (mount(src, dir, type, flags, NULL) == 0 || errno == EBUSY)
+		return;
+	if (required)
+		fatal("mount %s on %s: %s", type, dir, strerror(errno));
+	agent_log(4, "mount %s on %s failed: %s\n", type, dir, strerror(errno));
+}
+
+static void setup_filesystems(void)
+{
+	const unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+	mount_fs("proc", "/proc", "proc", safe, true);
+	mount_fs("sysfs", "/sys", "sysfs", safe, true);
+	mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, true);
+
+	/* Open kmsg early: the boot record carries everything logged so far. */
+	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	kmsg_log_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+
+	/* Optional: without them the probes report "error". */
+	mount_fs("tracefs", TRACEFS, "tracefs", safe, false);
+	mount_fs("debugfs", "/sys/kernel/debug", "debugfs", safe, false);
+}
+
+/* Finds the virtio-serial port named PORT_NAME; -1 if it never shows up. */
+static int open_result_port(void)
+{
+	for (long waited = 0; waited <= PORT_WAIT_MS; waited += 20) {
+		DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *e;
+
+		while (d && (e = readdir(d))) {
+			char path[PATH_MAX];
+			struct buf name = { 0 };
+
+			if (strncmp(e->d_name, "vport", 5))
+				continue;
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name);
+			bool match = read_file(path, 256, &name);
+			name.p[strcspn(name.p, "\n")] = '\0';
+			match = match && !strcmp(name.p, PORT_NAME);
+			buf_free(&name);
+			if (!match)
+				continue;
+			snprintf(path, sizeof(path), "/dev/%s", e->d_name);
+			int fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				agent_log(6, "results go to %s (after %ld ms)\n", path, waited);
+				closedir(d);
+				return fd;
+			}
+		}
+		if (d)
+			closedir(d);
+		sleep_ms(20);
+	}
+	return -1;
+}
+
+static void setup_output(void)
+{
+	if (console_fd < 0)
+		console_fd = open("/dev/console", O_WRONLY | O_CLOEXEC);
+	port_fd = open_result_port();
+	if (port_fd >= 0)
+		return;
+	agent_log(4, "no port named %s, writing records to the console\n", PORT_NAME);
+	/* Keep kernel messages from splitting record lines on the console. */
+	write_file("/proc/sys/kernel/printk", "1", 0);
+}
+
+/* ---------------------------------------------------------------- plan */
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d)
+		fatal("out of memory");
+	return d;
+}
+
+static void *grow(void *arr, size_t n, size_t size)
+{
+	void *p = realloc(arr, (n + 1) * size);
+
+	if (!p)
+		fatal("out of memory");
+	return p;
+}
+
+static long parse_long(const char *s, int line)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = s ? strtol(s, &end, 10) : 0;
+	if (!s || errno || *end || end == s || v < 0)
+		fatal("plan line %d: bad number '%s'", line, s ? s : "");
+	return v;
+}
+
+/* Event names allow [A-Za-z0-9_]; clones like foo.isra.0 become foo_isra_0. */
+static void sanitize_event(const char *sym, char *ev, size_t n)
+{
+	size_t i;
+
+	for (i = 0; sym[i] && i + 1 < n; i++) {
+		char c = sym[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_';
+		ev[i] = ok ? c : '_';
+	}
+	ev[i] = '\0';
+}
+
+static void read_plan(struct plan *plan)
+{
+	struct buf text = { 0 };
+	char *line, *next;
+	int lineno = 0;
+
+	*plan = (struct plan){ .hugepages = -1 };
+	if (!read_file(PLAN_PATH, 1u << 20, &text))
+		fatal("cannot read %s: %s", PLAN_PATH, strerror(errno));
+	for (line = text.p; line; line = next) {
+		char *save, *key, *a, *b, *c;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		line[strcspn(line, "\r#")] = '\0';
+		key = strtok_r(line, " ", &save);
+		if (!key)
+			continue;
+		a = strtok_r(NULL, " ", &save);
+		b = strtok_r(NULL, " ", &save);
+		c = strtok_r(NULL, " ", &save);
+		if (!strcmp(key, "version")) {
+			if (parse_long(a, lineno) != AGENT_VERSION)
+				fatal("plan version %s not supported (agent %d)", a, AGENT_VERSION);
+		} else if (!strcmp(key, "hugepages")) {
+			plan->hugepages = parse_long(a, lineno);
+		} else if (!strcmp(key, "probe")) {
+			if (!a)
+				fatal("plan line %d: probe without symbol", lineno);
+			plan->probes = grow(plan->probes, plan->nprobes, sizeof(*plan->probes));
+			struct probe *p = &plan->probes[plan->nprobes++];
+			*p = (struct probe){ .sym = xstrdup(a), .status = "missing" };
+			sanitize_event(a, p->event, sizeof(p->event));
+		} else if (!strcmp(key, "test")) {
+			if (!a || !c)
+				fatal("plan line %d: expected test <id> <timeout_s> <path>", lineno);
+			long timeout = parse_long(b, lineno);
+			if (timeout <= 0)
+				fatal("plan line %d: timeout must be positive", lineno);
+			plan->tests = grow(plan->tests, plan->ntests, sizeof(*plan->tests));
+			plan->tests[plan->ntests++] = (struct test){
+				.id = xstrdup(a), .timeout_s = timeout, .path = xstrdup(c)
+			};
+		} /* unknown keys are ignored, so newer hosts can add some */
+	}
+	buf_free(&text);
+}
+
+/* ----------------------------------------------------- hugepages, probes */
+
+static struct hugepages read_hugepages(void)
+{
+	return (struct hugepages){
+		.total = read_long(HP_DIR "/nr_hugepages"),
+		.free = read_long(HP_DIR "/free_hugepages"),
+		.resv = read_long(HP_DIR "/resv_hugepages"),
+		.surp = read_long(HP_DIR "/surplus_hugepages"),
+	};
+}
+
+/* A counter, or null where it could not be read (no 2 MiB hstate). */
+static void json_count(struct buf *b, const char *key, long v)
+{
+	if (v < 0)
+		buf_printf(b, "\"%s\":null", key);
+	else
+		buf_printf(b, "\"%s\":%ld", key, v);
+}
+
+static void json_hugepages(struct buf *b, struct hugepages h)
+{
+	buf_str(b, "{");
+	json_count(b, "total", h.total);
+	buf_str(b, ",");
+	json_count(b, "free", h.free);
+	buf_str(b, ",");
+	json_count(b, "resv", h.resv);
+	buf_str(b, ",");
+	json_count(b, "surp", h.surp);
+	buf_str(b, "}");
+}
+
+static void setup_hugepages(const struct plan *plan)
+{
+	char n[32];
+	int err;
+
+	if (plan->hugepages < 0)
+		return;
+	snprintf(n, sizeof(n), "%ld", plan->hugepages);
+	err = write_file("/proc/sys/vm/nr_hugepages", n, 0);
+	if (err)
+		agent_log(4, "setting nr_hugepages=%s failed: %s\n", n, strerror(err));
+	else
+		agent_log(6, "nr_hugepages=%s set\n", n);
+}
+
+/* Marks the probes whose symbol is a core-kernel text symbol. */
+static void find_in_kallsyms(struct plan *plan)
+{
+	FILE *f = fopen("/proc/kallsyms", "re");
+	char line[512];
+
+	if (!f) {
+		agent_log(4, "cannot read /proc/kallsyms: %s\n", strerror(errno));
+		return;
+	}
+	/* Lines are "address type name" plus "\t[module]" for modules. */
+	while (fgets(line, sizeof(line), f)) {
+		char *save, *type, *name;
+
+		if (!strtok_r(line, " \t\n", &save) || !(type = strtok_r(NULL, " \t\n", &save)) ||
+		    !(name = strtok_r(NULL, " \t\n", &save)))
+			continue;
+		if ((strcmp(type, "t") && strcmp(type, "T")) || strtok_r(NULL, " \t\n", &save))
+			continue;
+		for (size_t i = 0; i < plan->nprobes; i++)
+			if (!strcmp(plan->probes[i].sym, name))
+				plan->probes[i].in_kallsyms = true;
+	}
+	fclose(f);
+}
+
+static void register_probe(struct probe *p)
+{
+	char def[256], path[PATH_MAX];
+	int err;
+
+	if (!p->in_kallsyms)
+		return; /* status stays "missing" */
+	snprintf(def, sizeof(def), "p:shootdown/%s %s\n", p->event, p->sym);
+	err = write_file(TRACEFS "/kprobe_events", def, O_APPEND);
+	if (!err) {
+		snprintf(path, sizeof(path), TRACEFS "/events/shootdown/%s/enable", p->event);
+		err = write_file(path, "1", 0);
+	}
+	p->status = err ? "error" : "ok";
+	if (err) {
+		snprintf(p->error, sizeof(p->error), "%s", strerror(err));
+		agent_log(4, "kprobe %s: %s\n", p->sym, p->error);
+	}
+}
+
+static void setup_probes(struct plan *plan)
+{
+	if (!plan->nprobes)
+		return;
+	/*
+	 * kprobe_profile counts hits in the kprobe handler before any event is
+	 * written, so the ring buffer is not needed: stop it (hits are still
+	 * counted) and shrink it, so tracing costs neither memory nor time.
+	 */
+	write_file(TRACEFS "/tracing_on", "0", 0);
+	write_file(TRACEFS "/buffer_size_kb", "16", 0);
+	find_in_kallsyms(plan);
+	for (size_t i = 0; i < plan->nprobes; i++)
+		register_probe(&plan->probes[i]);
+	agent_log(6, "%zu probes processed\n", plan->nprobes);
+}
+
+/* ---------------------------------------------------------------- boot */
+
+static void emit_boot(const struct plan *plan)
+{
+	struct buf rec = { 0 }, dmesg = { 0 };
+	struct hugepages hp = read_hugepages();
+	struct utsname u;
+
+	if (uname(&u))
+		fatal("uname: %s", strerror(errno));
+	buf_printf(&rec, "{\"type\":\"boot\",\"agent\":%d,\"uname\":", AGENT_VERSION);
+	json_cstr(&rec, u.release);
+	buf_str(&rec, ",\"machine\":");
+	json_cstr(&rec, u.machine);
+	buf_printf(&rec, ",\"cpus\":%ld,\"hugepages\":{\"requested\":%ld,",
+		   sysconf(_SC_NPROCESSORS_ONLN), plan->hugepages < 0 ? 0 : plan->hugepages);
+	json_count(&rec, "total", hp.total);
+	buf_str(&rec, ",");
+	json_count(&rec, "free", hp.free);
+	buf_str(&rec, "}");
+	buf_str(&rec, ",\"probes\":[");
+	for (size_t i = 0; i < plan->nprobes; i++) {
+		const struct probe *p = &plan->probes[i];
+
+		buf_str(&rec, i ? ",{\"symbol\":" : "{\"symbol\":");
+		json_cstr(&rec, p->sym);
+		buf_printf(&rec, ",\"status\":\"%s\",\"error\":", p->status);
+		json_cstr(&rec, p->error);
+		buf_str(&rec, "}");
+	}
+	kmsg_drain(&dmesg, KMSG_CAP);
+	buf_str(&rec, "],\"dmesg\":");
+	json_str(&rec, dmesg.p ? dmesg.p : "", dmesg.len, DMESG_JSON_MAX);
+	buf_printf(&rec, ",\"uptime_ns\":%lld}", (long long)uptime_ns());
+	emit_or_die(&rec);
+	buf_free(&rec);
+	buf_free(&dmesg);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+struct snapshot {
+	struct buf interrupts, kprobes;
+	struct hugepages hp;
+};
+
+struct result {
+	int exit_code, signal;
+	bool timed_out, truncated;
+	int64_t wall_ns;
+	struct buf output;
+};
+
+static void take_snapshot(struct snapshot *s)
+{
+	read_file("/proc/interrupts", SNAPSHOT_CAP, &s->interrupts);
+	read_file(TRACEFS "/kprobe_profile", SNAPSHOT_CAP, &s->kprobes);
+	s->hp = read_hugepages();
+}
+
+static __attribute__((noreturn)) void exec_test(const struct test *t, int out_fd)
+{
+	char *argv[] = { t->path, NULL };
+	char *envp[] = { "PATH=/shootdown/tests:/sbin:/bin", "HOME=/", NULL };
+	int null_fd = open("/dev/null", O_RDONLY);
+
+	/* Own session and process group, so a timeout can kill all of it. */
+	setsid();
+	if (null_fd >= 0)
+		dup2(null_fd, 0);
+	dup2(out_fd, 1);
+	dup2(out_fd, 2);
+	execve(t->path, argv, envp);
+	dprintf(2, "shootdown-agent: exec %s: %s\n", t->path, strerror(errno));
+	_exit(127);
+}
+
+/* Keeps the first OUTPUT_CAP bytes of output; counts the rest as truncated. */
+static bool read_output(int fd, struct result *r)
+{
+	char chunk[65536];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
+	if (n == 0)
+		return false;
+	size_t keep = r->output.len < OUTPUT_CAP ? OUTPUT_CAP - r->output.len : 0;
+	if ((size_t)n > keep)
+		r->truncated = true;
+	buf_add(&r->output, chunk, (size_t)n < keep ? (size_t)n : keep);
+	return true;
+}
+
+static int poll_ms(int64_t deadline, int cap_ms)
+{
+	int64_t left = (deadline - now_ns()) / 1000000;
+
+	if (left < 0)
+		return 0;
+	return left < cap_ms ? (int)left : cap_ms;
+}
+
+/*
+ * Reads the test's output while waiting for it to exit or for the deadline.
+ * Returns true if it exited (status set). The pidfd wakes us the moment the
+ * test exits even if something it left behind still holds the pipe; without
+ * one (kernels before 5.3) we look every 50 ms.
+ */
+static bool supervise(pid_t pid, int out_fd, int64_t deadline, struct result *r,
+		      bool *eof, int *status)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	bool exited = false;
+
+	while (!exited && now_ns() < deadline) {
+		struct pollfd pfd[2] = {
+			{ .fd = *eof ? -1 : out_fd, .events = POLLIN },
+			{ .fd = pidfd, .events = POLLIN },
+		};
+
+		if (poll(pfd, 2, poll_ms(deadline, pidfd >= 0 ? INT_MAX : 50)) < 0 && errno != EINTR)
+			fatal("poll: %s", strerror(errno));
+		if (pfd[0].revents && !read_output(out_fd, r))
+			*eof = true;
+		exited = waitpid(pid, status, WNOHANG) == pid;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return exited;
+}
+
+/* Reads what is left in the pipe, for at most DRAIN_AFTER_KILL_MS. */
+static void drain_output(int fd, bool eof, struct result *r)
+{
+	int64_t deadline = now_ns() + DRAIN_AFTER_KILL_MS * 1000000LL;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	while (!eof && poll(&pfd, 1, poll_ms(deadline, INT_MAX)) > 0)
+		eof = !read_output(fd, r);
+}
+
+static void run_test(const struct test *t, struct result *r)
+{
+	int pipefd[2], status = 0;
+	int64_t start = now_ns(), deadline = start + (int64_t)t->timeout_s * 1000000000;
+	bool eof = false;
+
+	*r = (struct result){ 0 };
+	buf_reserve(&r->output, 0);
+	r->output.p[0] = '\0';
+	if (pipe2(pipefd, O_CLOEXEC))
+		fatal("pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_test(t, pipefd[1]);
+	close(pipefd[1]);
+
+	bool exited = supervise(pid, pipefd[0], deadline, r, &eof, &status);
+	r->wall_ns = now_ns() - start;
+	/* Kill the test on timeout, and in any case what it left in its group. */
+	kill(-pid, SIGKILL);
+	if (!exited) {
+		r->timed_out = true;
+		kill(pid, SIGKILL); /* in case it had not called setsid() yet */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+	drain_output(pipefd[0], eof, r);
+	close(pipefd[0]);
+
+	r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	r->signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	/* We are init: reap whatever the test left behind. */
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+static void emit_test(const struct test *t, const struct result *r,
+		      const struct snapshot *before, const struct snapshot *after,
+		      const struct buf *kmsg)
+{
+	struct buf rec = { 0 };
+	bool cut;
+
+	buf_str(&rec, "{\"type\":\"test\",\"id\":");
+	json_cstr(&rec, t->id);
+	buf_printf(&rec, ",\"exit\":%d,\"signal\":%d,\"timed_out\":%s,\"wall_ns\":%lld,\"output\":",
+		   r->exit_code, r->signal, r->timed_out ? "true" : "false",
+		   (long long)r->wall_ns);
+	cut = json_str(&rec, r->output.p, r->output.len, OUTPUT_JSON_MAX);
+	buf_printf(&rec, ",\"output_truncated\":%s", r->truncated || cut ? "true" : "false");
+	buf_str(&rec, ",\"interrupts_before\":");
+	json_str(&rec, before->interrupts.p, before->interrupts.len, FIELD_JSON_MAX);
+	buf_str(&rec, ",\"interrupts_after\":");
+	json_str(&rec, after->interrupts.p, after->interrupts.len, FIELD_JSON_MAX);
+	buf_str(&rec, ",\"kprobes_before\":");
+	json_str(&rec, before->kprobes.p, before->kprobes.len, FIELD_JSON_MAX);
+	buf_str(&rec, ",\"kprobes_after\":");
+	json_str(&rec, after->kprobes.p, after->kprobes.len, FIELD_JSON_MAX);
+	buf_str(&rec, ",\"hugepages_before\":");
+	json_hugepages(&rec, before->hp);
+	buf_str(&rec, ",\"hugepages_after\":");
+	json_hugepages(&rec, after->hp);
+	buf_str(&rec, ",\"kmsg\":");
+	json_str(&rec, kmsg->p ? kmsg->p : "", kmsg->len, FIELD_JSON_MAX);
+	buf_str(&rec, "}");
+	emit_or_die(&rec);
+	buf_free(&rec);
+}
+
+static void run_tests(const struct plan *plan)
+{
+	for (size_t i = 0; i < plan->ntests; i++) {
+		const struct test *t = &plan->tests[i];
+		struct snapshot before = { 0 }, after = { 0 };
+		struct buf kmsg = { 0 };
+		struct result r;
+
+		agent_log(6, "test %s: start (timeout %lds)\n", t->id, t->timeout_s);
+		take_snapshot(&before);
+		run_test(t, &r);
+		take_snapshot(&after);
+		kmsg_drain(&kmsg, KMSG_CAP);
+		emit_test(t, &r, &before, &after, &kmsg);
+
+		buf_free(&before.interrupts);
+		buf_free(&before.kprobes);
+		buf_free(&after.interrupts);
+		buf_free(&after.kprobes);
+		buf_free(&kmsg);
+		buf_free(&r.output);
+	}
+}
+
+int main(void)
+{
+	struct plan plan;
+	struct buf done = { 0 };
+
+	/* The kernel opened /dev/console as fds 0-2 if the initramfs has it. */
+	console_fd = fcntl(1, F_GETFD) >= 0 ? 1 : -1;
+	setup_filesystems();
+	setup_output();
+	read_plan(&plan);
+	setup_hugepages(&plan);
+	setup_probes(&plan);
+	emit_boot(&plan);
+	run_tests(&plan);
+
+	buf_printf(&done, "{\"type\":\"done\",\"uptime_ns\":%lld}", (long long)uptime_ns());
+	emit_or_die(&done);
+	power_off();
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+/// One point of a run: a kernel on an arch under an accelerator, with a vCPU count and
+/// memory, running one test instance in its own guest boot.
+public struct Cell: Sendable, Codable, Equatable {
+    public var kernel: KernelImage
+    public var accel: Accelerator
+    /// Why this accelerator (e.g. "KVM probe boot hung; TCG").
+    public var accelReason: String
+    public var paravirt: Paravirt?
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var instance: TestInstance
+    /// Parameters that differ from the template's defaults, for the cell's name.
+    public var sweptParameters: [String]
+    public var timeoutSeconds: Int
+
+    public var arch: Arch { kernel.arch }
+
+    /// Unique within a run, stable across runs of the same spec, safe as a folder name.
+    public var id: String {
+        var parts = [arch.rawValue, kernel.version, accel.rawValue]
+        if let paravirt { parts.append("pv\(paravirt)") }
+        parts += ["\(vcpus)cpu", instance.test]
+        let values = instance.values
+        parts += sweptParameters.compactMap { name in values[name].map { "\(name)\($0)" } }
+        return parts.joined(separator: "-").map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }
+            .reduce(into: "") { $0.append($1) }
+    }
+
+    public var descriptor: CellDescriptor {
+        CellDescriptor(id: id, arch: arch, kernel: kernel.spec, kernelVersion: kernel.version,
+                       kernelOrigin: kernel.origin, accel: accel, paravirt: paravirt?.rawValue ?? "default",
+                       vcpus: vcpus, memoryMiB: memoryMiB, test: instance.test, parameters: instance.values)
+    }
+
+    /// Why this cell cannot run here, before any boot.
+    public var skipReason: String? {
+        if accel == .tcg && paravirt == .on {
+            return "paravirt on needs KVM: TCG exposes no KVM paravirt features (\(accelReason))"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,183 @@
+import Foundation
+
+/// The whole pipeline for one run: templates → programs → kernels → cells → guests →
+/// verdicts, writing each cell's files before the next cell starts.
+public struct RunPipeline: Sendable {
+    let context: ToolContext
+
+    public init(context: ToolContext) {
+        self.context = context
+    }
+
+    public struct Outcome: Sendable {
+        public var directory: RunDirectory
+        public var results: [CellResult]
+    }
+
+    /// Prepared inputs shared by every cell of one arch.
+    struct ArchAssets {
+        var agent: Data
+        var programs: [TestInstance: Data]
+    }
+
+    public func run(_ request: RunRequest, runID: String? = nil,
+                    onCell: @Sendable (CellResult, URL) -> Void = { _, _ in }) throws -> Outcome {
+        try request.validate()
+        let catalog = TemplateCatalog(resources: context.paths.resources)
+        let templates = try request.tests.map { try catalog.template(named: $0) }
+        var instances: [(TestTemplate, TestInstance)] = []
+        for template in templates {
+            let ownParameters = request.parameters.filter { override in
+                let key = override.split(separator: "=").first.map(String.init) ?? ""
+                return templates.count == 1 || template.manifest.parameter(key) != nil
+            }
+            instances += try template.instances(overrides: ownParameters).map { (template, $0) }
+        }
+        let rendered = try instances.map { try TemplateRenderer.render($0.0, $0.1) }
+
+        let resolver = KernelResolver(context: context)
+        var kernels: [KernelImage] = []
+        for spec in request.kernels {
+            let arches = try request.arches ?? resolver.naturalArches(spec)
+            for arch in arches {
+                var image = try resolver.resolve(spec, arch: arch)
+                image.spec = spec.description
+                context.log("kernel \(arch): \(spec) → \(image.version) (\(image.origin))")
+                kernels.append(image)
+            }
+        }
+
+        let builder = ProgramBuilder(context: context)
+        let agentSource = try String(contentsOf: context.paths.resources.appendingPathComponent("Images/agent/agent.c"),
+                                     encoding: .utf8)
+        var assets: [Arch: ArchAssets] = [:]
+        for arch in Set(kernels.map(\.arch)).sorted() {
+            let agent = try Data(contentsOf: builder.build(source: agentSource, name: "agent", arch: arch))
+            var programs: [TestInstance: Data] = [:]
+            for test in rendered {
+                programs[test.instance] = try Data(contentsOf: builder.build(source: test.source, name: test.instance.test, arch: arch))
+            }
+            assets[arch] = ArchAssets(agent: agent, programs: programs)
+        }
+
+        let connection = try LibvirtConnection(uri: context.libvirtURI)
+        ActiveDomains.shared.destroyOnInterrupt()
+        let probe = AccelProbe(context: context, connection: connection)
+        var decisions: [Arch: AccelDecision] = [:]
+        for kernel in kernels where decisions[kernel.arch] == nil {
+            let decision = try probe.decide(arch: kernel.arch, choice: request.accel, kernel: kernel,
+                                            agent: assets[kernel.arch]!.agent)
+            context.log("accel \(kernel.arch): \(decision.reason)")
+            decisions[kernel.arch] = decision
+        }
+
+        var cells: [(Cell, RenderedTest)] = []
+        for kernel in kernels {
+            let decision = decisions[kernel.arch]!
+            for vcpus in request.vcpus {
+                for test in rendered {
+                    let template = templates.first { $0.name == test.instance.test }!
+                    let defaults = template.defaultInstance.values
+                    let swept = test.instance.parameters.filter { defaults[$0.name] != $0.value }.map(\.name)
+                    cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
+                                       paravirt: request.paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
+                                       instance: test.instance, sweptParameters: swept,
+                                       timeoutSeconds: request.timeoutSeconds), test))
+                }
+            }
+        }
+
+        let directory = try RunDirectory.create(root: context.paths.results, runID: runID)
+        try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.0)))
+        context.log("run \(directory.runID): \(cells.count) cell(s) → \(directory.url.path)")
+
+        let launcher = GuestLauncher(context: context, connection: connection)
+        var results: [CellResult] = []
+        for (index, (cell, test)) in cells.enumerated() {
+            context.log("[\(index + 1)/\(cells.count)] \(cell.id)")
+            let (result, artifacts) = try runCell(cell, test: test, assets: assets[cell.arch]!, launcher: launcher,
+                                                  runID: directory.runID, index: index)
+            let cellDirectory = try directory.write(result, artifacts: artifacts)
+            results.append(result)
+            onCell(result, cellDirectory)
+        }
+        return Outcome(directory: directory, results: results)
+    }
+
+    func runCell(_ cell: Cell, test: RenderedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String,
+                 index: Int) throws -> (CellResult, RunDirectory.CellArtifacts) {
+        var artifacts = RunDirectory.CellArtifacts()
+        if let reason = cell.skipReason {
+            let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,
+                                    metrics: [:], splats: [], guest: nil, timings: CellTimings(totalSeconds: 0))
+            return (result, artifacts)
+        }
+        // The agent kills a hung test well before the host gives up on the whole guest.
+        let testTimeout = max(5, cell.timeoutSeconds * 3 / 4)
+        let programID = "test"
+        let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
+                             tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")])
+        let image = GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)])
+        let archive = image.archive
+        let name = "shootdown-\(runID)-\(index)"
+        let spec = try launcher.stagedSpec(name: name, arch: cell.arch, accel: cell.accel, paravirt: cell.paravirt,
+                                           vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
+        let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
+                                        timeout: .seconds(cell.timeoutSeconds))
+        let records = GuestRecords.parse(outcome.results)
+        let console = String(decoding: outcome.console, as: UTF8.self)
+        let verdict = VerdictBuilder.judge(.init(testID: programID, operation: test.operation, probes: test.probes,
+                                                 console: console, records: records, timedOut: outcome.timedOut,
+                                                 startError: outcome.startError, wall: outcome.wall,
+                                                 timeoutSeconds: cell.timeoutSeconds))
+        artifacts.console = outcome.console
+        artifacts.records = outcome.results
+        artifacts.dmesg = records.boot?.dmesg
+        artifacts.testOutput = records.tests.first?.output
+        artifacts.domainXML = outcome.domainXML
+        artifacts.initramfs = archive
+        artifacts.initramfsListing = image.listing
+        artifacts.reproducer = Reproducer.script(cell: cell, spec: spec, libvirtURI: context.libvirtURI)
+        let result = CellResult(cell: cell.descriptor, status: verdict.status, reason: verdict.reason,
+                                checks: verdict.checks, counters: verdict.counters, metrics: verdict.metrics,
+                                splats: verdict.splats, guest: verdict.guest, timings: verdict.timings,
+                                consoleTail: verdict.consoleTail)
+        return (result, artifacts)
+    }
+}
+
+/// run.json: the request and the expanded cells.
+public struct RunManifest: Sendable, Codable {
+    public var request: RunRequest
+    public var cells: [Cell]
+}
+
+/// reproduce.sh: the cell again, three ways.
+enum Reproducer {
+    static func script(cell: Cell, spec: DomainSpec, libvirtURI: String) -> String {
+        var local = spec
+        local.kernel = cell.kernel.kernel.path
+        local.initrd = "initramfs.cpio"
+        local.consolePath = "repro-console.log"
+        local.resultPath = "repro-records.jsonl"
+        var rerun = ["shootdown", "run", "--arch", cell.arch.rawValue, "--kernel", cell.kernel.spec,
+                     "--vcpus", String(cell.vcpus), "--memory", String(cell.memoryMiB), "--test", cell.instance.test,
+                     "--accel", cell.accel.rawValue]
+        if let paravirt = cell.paravirt { rerun += ["--paravirt", paravirt.rawValue] }
+        rerun += cell.instance.parameters.flatMap { ["--param", "\($0.name)=\($0.value)"] }
+        return """
+        #!/bin/sh
+        # Reproduces cell \(cell.id) without libvirt: the same kernel, initramfs and
+        # command line as the domain in domain.xml. The console goes to repro-console.log,
+        # the agent's records to repro-records.jsonl.
+        #   through shootdown: \(rerun.map(shellQuoted).joined(separator: " "))
+        #   through libvirt:   virsh -c \(libvirtURI) create domain.xml  (after staging the files it names)
+        set -e
+        cd "$(dirname "$0")"
+        : > repro-console.log
+        : > repro-records.jsonl
+        exec \(QemuCommandLine.shellLine(for: local))
+
+        """
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+
+/// The table printed at the end of a run: status and timings per cell, then the IPI and
+/// probe counts per operation, then the reasons of every cell that did not pass.
+public enum TerminalReport {
+    /// Probes shown in the table, by short name; the full set is in result.json.
+    static let probeColumns: [(symbol: String, short: String)] = [
+        ("tlb_remove_table_sync_one", "sync_one"),
+        ("huge_pmd_share", "pmd_share"),
+        ("huge_pmd_unshare", "pmd_unshare"),
+        ("tlb_flush_unshared_tables", "flush_unshared"),
+        ("smp_call_function_many_cond", "smp_call_many"),
+    ]
+
+    public static func render(_ results: [CellResult]) -> String {
+        var rows: [[String]] = [["STATUS", "CELL", "BOOT", "TEST", "TOTAL", "OPS", "IPIs per op", "probe hits per op"]]
+        for result in results {
+            rows.append([result.status.rawValue, result.cell.id,
+                         seconds(result.timings.bootSeconds), seconds(result.timings.testSeconds),
+                         seconds(result.timings.totalSeconds),
+                         result.counters?.operations.map(String.init) ?? "-",
+                         ipiSummary(result), probeSummary(result)])
+        }
+        var text = table(rows)
+        let notable = results.filter { $0.status != .pass }
+        if !notable.isEmpty {
+            text += "\n"
+            for result in notable.sorted(by: { $0.status > $1.status }) {
+                text += "\(result.status.rawValue) \(result.cell.id): \(result.reason ?? "no reason recorded")\n"
+                if let splat = result.splats.first {
+                    text += splat.excerpt.split(separator: "\n").prefix(12).map { "    \($0)" }.joined(separator: "\n") + "\n"
+                } else if let consoleTail = result.consoleTail, !consoleTail.isEmpty {
+                    text += "    console tail:\n"
+                    text += consoleTail.split(separator: "\n").suffix(8).map { "    \($0)" }.joined(separator: "\n") + "\n"
+                }
+            }
+        }
+        let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
+        text += "\n" + CellStatus.allCases.compactMap { status in counts[status].map { "\($0) \(status.rawValue.lowercased())" } }
+            .joined(separator: ", ") + "\n"
+        return text
+    }
+
+    static func seconds(_ value: Double?) -> String {
+        value.map { String(format: "%.1fs", $0) } ?? "-"
+    }
+
+    static func number(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value)
+    }
+
+    /// The IPI rows that moved, busiest first (at most four).
+    static func ipiSummary(_ result: CellResult) -> String {
+        guard let counters = result.counters else { return "-" }
+        let moved = counters.ipis.filter { $0.total > 0 }.sorted { $0.total > $1.total }.prefix(4)
+        guard !moved.isEmpty else { return "none" }
+        return moved.map { "\($0.name) \(number($0.perOperation ?? Double($0.total)))" }.joined(separator: "  ")
+    }
+
+    static func probeSummary(_ result: CellResult) -> String {
+        guard let counters = result.counters, !counters.probes.isEmpty else { return "-" }
+        let shown = probeColumns.compactMap { column in
+            counters.probe(column.symbol).map { "\(column.short) \(number($0.perOperation ?? Double($0.hits)))" }
+        }
+        return shown.isEmpty ? "-" : shown.joined(separator: "  ")
+    }
+
+    static func table(_ rows: [[String]]) -> String {
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+}

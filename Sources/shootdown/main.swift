@@ -1,2 +1,0 @@
-import ShootdownCore
-print("hi")

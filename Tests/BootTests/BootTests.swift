@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import ShootdownCore
+
+/// Real boots under libvirt (TCG on hosts without working KVM). They need a host set up
+/// by `ci/setup-host`, as root; the kernels are downloaded once into the shared cache.
+@Suite(.serialized) struct BootTests {
+    static let results = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-boot-tests-\(getpid())")
+
+    static func context() -> ToolContext {
+        var paths = ToolPaths.standard(results: results.path)
+        paths.resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return ToolContext(paths: paths, log: { _ in })
+    }
+
+    static func run(_ request: RunRequest) throws -> [CellResult] {
+        try RunPipeline(context: context()).run(request).results
+    }
+
+    /// The default test on both arches: PASS, IPIs counted, and with one child sharing
+    /// with the parent every fork/exit unshares a PMD table, so the table-free sync
+    /// broadcast runs at least once per cycle.
+    @Test func defaultForkExitPassesOnBothArches() throws {
+        let results = try Self.run(RunRequest(parameters: ["children=1", "cycles=10"], timeoutSeconds: 240))
+        #expect(Set(results.map(\.cell.arch)) == [.x86_64, .aarch64])
+        for result in results {
+            #expect(result.status == .pass, "\(result.cell.id): \(result.reason ?? "")")
+            let counters = try #require(result.counters)
+            #expect(counters.operations == 10)
+            let functionCall = result.cell.arch == .x86_64 ? "CAL" : "IPI1"
+            #expect((counters.ipi(functionCall)?.total ?? 0) > 0, "\(result.cell.id): no \(functionCall) IPIs")
+            let sync = try #require(counters.probe("tlb_remove_table_sync_one"), "\(result.cell.id): probe not registered")
+            #expect(sync.hits >= 10, "\(result.cell.id): \(sync.hits) sync broadcasts for 10 fork/exit cycles")
+            #expect(result.guest?.cpus == 4)
+            let cellDirectory = Self.results.appendingPathComponent(try Self.runDirectory(of: result)).appendingPathComponent(result.cell.id)
+            for file in ["result.json", "console.log", "records.jsonl", "domain.xml", "reproduce.sh", "initramfs.cpio"] {
+                #expect(FileManager.default.fileExists(atPath: cellDirectory.appendingPathComponent(file).path), "\(file) missing")
+            }
+        }
+    }
+
+    /// A check that fails inside the guest must arrive as FAIL on the host.
+    @Test func brokenGuestCheckIsFail() throws {
+        let results = try Self.run(RunRequest(arches: [.x86_64], parameters: ["fault=corrupt", "cycles=2"], timeoutSeconds: 120))
+        let result = try #require(results.first)
+        #expect(result.status == .fail)
+        #expect(result.reason?.hasPrefix("check failed: data integrity") == true, "\(result.reason ?? "")")
+    }
+
+    /// A guest that never reports is destroyed at the timeout and comes back as ERROR.
+    @Test func hangingGuestIsErrorAndDestroyed() throws {
+        let context = Self.context()
+        let kernel = try KernelResolver(context: context).resolve(.debian(version: nil), arch: .x86_64)
+        let sleeper = try ProgramBuilder(context: context).build(
+            source: "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n", name: "sleeper", arch: .x86_64)
+        let image = GuestImage(agent: try Data(contentsOf: sleeper), plan: GuestPlan(hugepages: 0, probes: [], tests: []), programs: [])
+        let connection = try LibvirtConnection(uri: context.libvirtURI)
+        let launcher = GuestLauncher(context: context, connection: connection)
+        let spec = try launcher.stagedSpec(name: "shootdown-test-hang-\(getpid())", arch: .x86_64, accel: .tcg,
+                                           paravirt: nil, vcpus: 1, memoryMiB: 256)
+        let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: .seconds(8))
+        #expect(outcome.timedOut)
+        #expect(outcome.wall < .seconds(20))
+        let verdict = VerdictBuilder.judge(.init(testID: "test", operation: "x", probes: [],
+                                                 console: String(decoding: outcome.console, as: UTF8.self),
+                                                 records: GuestRecords.parse(outcome.results), timedOut: outcome.timedOut,
+                                                 startError: outcome.startError, wall: outcome.wall, timeoutSeconds: 8))
+        #expect(verdict.status == .error)
+        #expect(try connection.activeDomainNames(prefix: "shootdown-") == [])
+        #expect(!FileManager.default.fileExists(atPath: URL(fileURLWithPath: spec.kernel).deletingLastPathComponent().path))
+    }
+
+    static func runDirectory(of result: CellResult) throws -> String {
+        let runs = try FileManager.default.contentsOfDirectory(atPath: results.path)
+        return try #require(runs.first { FileManager.default.fileExists(atPath: results.appendingPathComponent($0).appendingPathComponent(result.cell.id).path) })
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+import XMLSupport
+@testable import ShootdownCore
+
+@Suite struct DomainXMLTests {
+    static let schema = RelaxNGValidator(schemaPath: "/usr/share/libvirt/schemas/domain.rng")
+
+    static func spec(_ arch: Arch, _ accel: Accelerator, _ paravirt: Paravirt?) -> DomainSpec {
+        let stage = "/var/lib/libvirt/shootdown/shootdown-run-0"
+        return DomainSpec(name: "shootdown-run-0", arch: arch, accel: accel, paravirt: paravirt, vcpus: 4, memoryMiB: 1024,
+                          emulator: "/usr/bin/\(arch.qemuBinary)", kernel: "\(stage)/kernel",
+                          initrd: "\(stage)/initramfs.cpio", consolePath: "\(stage)/console.log",
+                          resultPath: "\(stage)/results.jsonl")
+    }
+
+    static let combinations: [(Arch, Accelerator, Paravirt?, String)] = [
+        (.x86_64, .tcg, nil, "domain-x86_64-tcg.xml"),
+        (.aarch64, .tcg, nil, "domain-aarch64-tcg.xml"),
+        (.x86_64, .kvm, .on, "domain-x86_64-kvm-pv-on.xml"),
+        (.x86_64, .kvm, .off, "domain-x86_64-kvm-pv-off.xml"),
+        (.aarch64, .kvm, .off, "domain-aarch64-kvm-pv-off.xml"),
+    ]
+
+    @Test(arguments: combinations.indices)
+    func matchesGoldenAndSchema(index: Int) throws {
+        let (arch, accel, paravirt, golden) = Self.combinations[index]
+        let xml = try DomainXML.render(Self.spec(arch, accel, paravirt))
+        GoldenFile.check(xml, golden)
+        #expect(try Self.schema.validate(xml) == [])
+    }
+
+    @Test func schemaValidationCatchesInvalidDomains() throws {
+        var document = DomainXML.document(for: Self.spec(.x86_64, .tcg, nil))
+        document.append(XMLElement("vcpu-count", text: "4"))
+        let errors = try Self.schema.validate(try document.serialized())
+        #expect(!errors.isEmpty)
+    }
+
+    @Test func textAndAttributesAreEscapedByLibxml2() throws {
+        var spec = Self.spec(.x86_64, .tcg, nil)
+        spec.kernel = "/tmp/a<b>&'\"c"
+        let xml = try DomainXML.render(spec)
+        #expect(xml.contains("<kernel>/tmp/a&lt;b&gt;&amp;'\"c</kernel>"))
+        #expect(try Self.schema.validate(xml) == [])
+    }
+
+    @Test func paravirtOffReachesTheGuestCommandLine() {
+        #expect(Self.spec(.x86_64, .kvm, .off).commandLine.contains("nopv"))
+        #expect(!Self.spec(.x86_64, .kvm, .on).commandLine.contains("nopv"))
+        #expect(!Self.spec(.aarch64, .kvm, .off).commandLine.contains("nopv"))
+        #expect(Self.spec(.aarch64, .kvm, .off).commandLine.contains("no-steal-acc"))
+    }
+
+    @Test func rawQemuLineMirrorsTheDomain() {
+        let line = QemuCommandLine.shellLine(for: Self.spec(.aarch64, .tcg, nil))
+        GoldenFile.check(line + "\n", "qemu-aarch64-tcg.txt")
+    }
+}

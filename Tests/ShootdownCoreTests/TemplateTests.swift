@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import ShootdownCore
+
+@Suite struct TemplateTests {
+    static let catalog = TemplateCatalog(resources: Repository.root)
+    static let forkExit = "hugetlb-share-fork-exit"
+
+    @Test func catalogListsTheForkExitTemplate() throws {
+        #expect(Self.catalog.names().contains(Self.forkExit))
+        let manifest = try Self.catalog.template(named: Self.forkExit).manifest
+        #expect(Set(manifest.parameters.map(\.name)).isSuperset(of: ["gib", "touch", "children", "cycles", "fault"]))
+        #expect(manifest.probes.contains("tlb_remove_table_sync_one"))
+    }
+
+    @Test func defaultRenderingMatchesGolden() throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        let rendered = try TemplateRenderer.render(template, template.defaultInstance)
+        GoldenFile.check(rendered.source, "\(Self.forkExit)-default.c")
+        #expect(!rendered.source.contains("{{"))
+        #expect(rendered.hugepages == 2 * 8 + 8)
+    }
+
+    @Test func overridesReachTheSource() throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        let instance = try #require(try template.instances(overrides: ["gib=3", "fault=corrupt"]).first)
+        let rendered = try TemplateRenderer.render(template, instance)
+        #expect(instance.values["gib"] == .int(3))
+        #expect(rendered.source != (try TemplateRenderer.render(template, template.defaultInstance)).source)
+        #expect(rendered.hugepages == 3 * 8 + 8)
+    }
+
+    @Test func sweepsExpandToOneInstanceEach() throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        let instances = try template.instances(overrides: ["gib=1,4", "children=1..3"])
+        #expect(instances.count == 6)
+        #expect(Set(instances.compactMap { $0.values["gib"]?.intValue }) == [1, 4])
+        #expect(Set(instances.compactMap { $0.values["children"]?.intValue }) == [1, 2, 3])
+    }
+
+    @Test(arguments: [
+        ("gigs=2", "unknown parameter 'gigs'; it takes gib, touch, children, cycles, fault"),
+        ("gib=0", "gib=0 is below the minimum 1 GiB"),
+        ("gib=two", "gib takes a whole number, not 'two'"),
+        ("fault=explode", "fault must be one of none, corrupt, not 'explode'"),
+        ("gib", "--param takes key=value, not 'gib'"),
+        ("gib=3..1", "gib: '3..1' is not a range low..high"),
+    ])
+    func invalidParametersSayWhatIsAllowed(override: String, message: String) throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        #expect(throws: ShootdownError.invalidParameter(test: Self.forkExit, message: message)) {
+            try template.instances(overrides: [override])
+        }
+    }
+
+    @Test func unknownTestListsTheAvailableOnes() {
+        #expect(throws: ShootdownError.unknownTest("nope", available: Self.catalog.names())) {
+            try Self.catalog.template(named: "nope")
+        }
+    }
+
+    @Test func templateTagsMustNameParameters() throws {
+        var template = try Self.catalog.template(named: Self.forkExit)
+        template.source += "\n/* {{gibs}} */\n"
+        #expect(throws: ShootdownError.self) { try TemplateRenderer.render(template, template.defaultInstance) }
+        #expect(TemplateRenderer.referencedNames(in: "{{% CONTENT_TYPE: TEXT}}{{a}} {{#b}}x{{/b}} {{^c}}{{/c}} {{{d}}}") == ["a", "b", "c", "d"])
+    }
+
+    @Test func poolExpressionsAreCheckedAndEvaluated() throws {
+        let expression = try PoolExpression("gib*touch + 8", known: ["gib", "touch"])
+        #expect(expression.evaluate(["gib": .int(4), "touch": .int(16)]) == 72)
+        #expect(throws: ShootdownError.self) { try PoolExpression("gib*pages", known: ["gib"]) }
+    }
+
+    @Test func exportWritesSourcesAndAMakefile() throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        let rendered = try template.instances(overrides: ["gib=1,2"]).map { try TemplateRenderer.render(template, $0) }
+        let export = SuiteExport(tests: rendered, multipleInstances: true)
+        #expect(export.files.keys.sorted() == ["Makefile", "\(Self.forkExit)-gib1-touch8-children1-cycles20-faultnone.c",
+                                               "\(Self.forkExit)-gib2-touch8-children1-cycles20-faultnone.c"])
+        GoldenFile.check(export.files["Makefile"]!, "export-Makefile")
+    }
+}
+
+/// Every template must compile cleanly for both arches with warnings as errors.
+@Suite struct TemplateCompileTests {
+    @Test(arguments: Arch.allCases)
+    func templatesAndAgentCompile(arch: Arch) throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-compile-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let context = ToolContext(paths: ToolPaths(cache: cache, results: cache, resources: Repository.root, stage: cache))
+        let builder = ProgramBuilder(context: context)
+        let catalog = TemplateCatalog(resources: Repository.root)
+        for name in catalog.names() {
+            let template = try catalog.template(named: name)
+            for instance in try template.instances(overrides: ["fault=none,corrupt"]) {
+                let binary = try builder.build(source: try TemplateRenderer.render(template, instance).source, name: name, arch: arch)
+                #expect(FileManager.default.isExecutableFile(atPath: binary.path))
+            }
+        }
+        let agent = try String(contentsOf: Repository.root.appendingPathComponent("Images/agent/agent.c"), encoding: .utf8)
+        let binary = try builder.build(source: agent, name: "agent", arch: arch)
+        let file = try ProcessRunner().check(Command("file", [binary.path])).stdout
+        #expect(file.contains("statically linked"))
+        #expect(file.contains(arch == .x86_64 ? "x86-64" : "aarch64"))
+    }
+
+    @Test func compilerErrorsNameTheSource() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-compile-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let context = ToolContext(paths: ToolPaths(cache: cache, results: cache, resources: Repository.root, stage: cache))
+        do {
+            _ = try ProgramBuilder(context: context).build(source: "int main(void) { int unused; return 0; }\n", name: "bad", arch: .x86_64)
+            Issue.record("a warning must fail the build")
+        } catch let ShootdownError.commandFailed(_, _, output) {
+            #expect(output.contains("unused"))
+        }
+    }
+}

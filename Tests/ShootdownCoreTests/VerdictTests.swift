@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+@testable import ShootdownCore
+
+/// Builds agent records as the guest would send them.
+enum SyntheticGuest {
+    static let interruptsBefore = """
+                   CPU0       CPU1
+         RES:         10         20   Rescheduling interrupts
+         CAL:        100        200   Function call interrupts
+         TLB:          5          5   TLB shootdowns
+        """
+    static let interruptsAfter = """
+                   CPU0       CPU1
+         RES:         12         20   Rescheduling interrupts
+         CAL:        140        240   Function call interrupts
+         TLB:          5          9   TLB shootdowns
+        """
+    static let kprobesBefore = "  tlb_remove_table_sync_one                     0               0\n  huge_pmd_share                                0               0\n"
+    static let kprobesAfter = "  tlb_remove_table_sync_one                    20               0\n  huge_pmd_share                               40               0\n"
+
+    static let passingTAP = """
+        TAP version 13
+        1..2
+        # metric ops=20
+        # metric op=fork-exit
+        ok 1 data integrity across 20 cycles of 1 sharers
+        ok 2 hugetlb pool back to baseline
+        """
+
+    static func boot(dmesg: String = "[    0.000000] Linux version 6.12.117\n") -> String {
+        json(["type": "boot", "agent": 1, "uname": "6.12.117+deb12-amd64", "machine": "x86_64", "cpus": 2,
+              "hugepages": ["requested": 24, "total": 24, "free": 24],
+              "probes": [["symbol": "tlb_remove_table_sync_one", "status": "ok"], ["symbol": "huge_pmd_share", "status": "ok"],
+                         ["symbol": "tlb_flush_unshared_tables", "status": "missing"]],
+              "dmesg": dmesg, "uptime_ns": 1_500_000_000])
+    }
+
+    static func test(output: String = passingTAP, exit: Int = 0, signal: Int = 0, timedOut: Bool = false,
+                     freeAfter: Int = 24, kmsg: String = "") -> String {
+        json(["type": "test", "id": "test", "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
+              "output": output, "output_truncated": false,
+              "interrupts_before": interruptsBefore, "interrupts_after": interruptsAfter,
+              "kprobes_before": kprobesBefore, "kprobes_after": kprobesAfter,
+              "hugepages_before": ["total": 24, "free": 24, "resv": 0, "surp": 0],
+              "hugepages_after": ["total": 24, "free": freeAfter, "resv": 0, "surp": 0], "kmsg": kmsg])
+    }
+
+    static let done = #"{"type":"done","uptime_ns":4000000000}"#
+
+    static func json(_ object: [String: Any]) -> String {
+        String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    static func judge(_ lines: [String], console: String = "", timedOut: Bool = false, startError: String? = nil) -> Verdict {
+        let records = GuestRecords.parse(Data(lines.joined(separator: "\n").utf8))
+        return VerdictBuilder.judge(.init(testID: "test", operation: "fork-exit", probes: ["tlb_remove_table_sync_one"],
+                                          console: console, records: records, timedOut: timedOut, startError: startError,
+                                          wall: .seconds(6), timeoutSeconds: 60))
+    }
+}
+
+@Suite struct VerdictTests {
+    @Test func passingTestGivesPassWithPerOperationCounters() throws {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(), SyntheticGuest.done])
+        #expect(verdict.status == .pass)
+        #expect(verdict.reason == nil)
+        let counters = try #require(verdict.counters)
+        #expect(counters.operations == 20)
+        #expect(counters.ipi("CAL")?.perCPU == [40, 40])
+        #expect(counters.ipi("CAL")?.total == 80)
+        #expect(counters.ipi("CAL")?.perOperation == 4.0)
+        #expect(counters.ipi("TLB")?.total == 4)
+        #expect(counters.probe("tlb_remove_table_sync_one")?.perOperation == 1.0)
+        #expect(counters.probe("huge_pmd_share")?.hits == 40)
+        #expect(counters.probe("tlb_flush_unshared_tables") == nil)
+        #expect(verdict.timings == CellTimings(bootSeconds: 1.5, testSeconds: 2.0, totalSeconds: 6))
+        #expect(verdict.checks.map(\.name) == ["data integrity across 20 cycles of 1 sharers", "hugetlb pool back to baseline",
+                                               "hugetlb pool unchanged across the test", "no kernel splat"])
+    }
+
+    @Test func failingGuestCheckBecomesFail() {
+        let tap = SyntheticGuest.passingTAP.replacingOccurrences(of: "ok 1 data integrity", with: "not ok 1 data integrity")
+            + "\n# page 3: expected 0x1234 found 0xdead"
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(output: tap, exit: 1), SyntheticGuest.done])
+        #expect(verdict.status == .fail)
+        #expect(verdict.reason == "check failed: data integrity across 20 cycles of 1 sharers")
+    }
+
+    @Test func leakedHugepagesFailOnTheHostEvenIfTheTestPasses() {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(freeAfter: 22), SyntheticGuest.done])
+        #expect(verdict.status == .fail)
+        #expect(verdict.reason?.hasPrefix("check failed: hugetlb pool unchanged across the test (free 24→22") == true)
+    }
+
+    @Test func skipExitGivesSkipWithReason() {
+        let tap = "TAP version 13\n1..0 # SKIP no 2 MiB hugepages available\n"
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(output: tap, exit: 4), SyntheticGuest.done])
+        #expect(verdict.status == .skip)
+        #expect(verdict.reason == "no 2 MiB hugepages available")
+    }
+
+    @Test func splatFailsTheCellEvenWhenTheTestPassed() {
+        let kmsg = "4,512,2000000,-;WARNING: CPU: 1 PID: 88 at mm/hugetlb.c:5012 huge_pmd_unshare+0x1c/0x90\n4,513,2000001,-;Modules linked in:\n"
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(kmsg: kmsg), SyntheticGuest.done])
+        #expect(verdict.status == .fail)
+        #expect(verdict.reason == "kernel splat: WARNING: CPU: 1 PID: 88 at mm/hugetlb.c:5012 huge_pmd_unshare+0x1c/0x90")
+    }
+
+    @Test func noBootRecordIsErrorWithTheConsoleTail() {
+        let verdict = SyntheticGuest.judge([], console: "SeaBIOS\nBooting from ROM..\n", timedOut: true)
+        #expect(verdict.status == .error)
+        #expect(verdict.reason == "no result: the guest did not reach the agent within 60 s")
+        #expect(verdict.consoleTail?.contains("Booting from ROM") == true)
+    }
+
+    @Test func panicWithoutRecordsIsFailNotError() {
+        let console = "[    3.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b\n[    3.2] ---[ end Kernel panic ]---\n"
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot()], console: console)
+        #expect(verdict.status == .fail)
+        #expect(verdict.reason == "kernel splat: Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b")
+    }
+
+    @Test func startFailureIsError() {
+        let verdict = SyntheticGuest.judge([], startError: "unsupported configuration")
+        #expect(verdict.status == .error)
+        #expect(verdict.reason == "the guest did not start: unsupported configuration")
+    }
+
+    @Test func hungTestKilledByTheAgentIsFail() {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(exit: -1, signal: 9, timedOut: true), SyntheticGuest.done])
+        #expect(verdict.status == .fail)
+        #expect(verdict.reason?.hasPrefix("test timed out in the guest") == true)
+    }
+
+    @Test func missingDoneRecordIsError() {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test()], timedOut: true)
+        #expect(verdict.status == .error)
+        #expect(verdict.reason == "the guest did not power off within 60 s after the test")
+    }
+
+    @Test func garbageOnTheChannelIsRejectedNotTrusted() {
+        let records = GuestRecords.parse(Data("\(SyntheticGuest.boot())\n{\"type\":\"test\",\"id\":1}\nnot json\n{\"type\":\"surprise\"}\n{\"type\":\"te".utf8))
+        #expect(records.boot != nil)
+        #expect(records.tests.isEmpty)
+        #expect(records.rejected == ["line 2: invalid record (bad field id)", "line 3: invalid record (not JSON)",
+                                     "line 4: unknown record type 'surprise'", "line 5: truncated or invalid record (not JSON)"])
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), "{oops", SyntheticGuest.test(), SyntheticGuest.done])
+        #expect(verdict.status == .error)
+        #expect(verdict.reason?.hasPrefix("the result channel held invalid records") == true)
+    }
+
+    @Test func planMismatchIsError() {
+        let tap = "1..3\nok 1 a\nok 2 b\n# metric ops=1\n"
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(output: tap), SyntheticGuest.done])
+        #expect(verdict.status == .error)
+        #expect(verdict.reason == "the test planned 3 checks but reported 2")
+    }
+}
