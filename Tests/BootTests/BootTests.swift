@@ -66,7 +66,7 @@ import Testing
                                                  records: GuestRecords.parse(outcome.results), timedOut: outcome.timedOut,
                                                  startError: outcome.startError, wall: outcome.wall, timeoutSeconds: 8))
         #expect(verdict.status == .error)
-        #expect(try connection.activeDomainNames(prefix: "shootdown-") == [])
+        #expect(try connection.domainNames(prefix: "shootdown-") == [])
         #expect(!FileManager.default.fileExists(atPath: URL(fileURLWithPath: spec.kernel).deletingLastPathComponent().path))
     }
 

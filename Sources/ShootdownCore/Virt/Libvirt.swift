@@ -49,11 +49,11 @@ public final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
-    /// Names of the active domains whose names start with `prefix`.
-    public func activeDomainNames(prefix: String = "") throws -> [String] {
+    /// Names of the domains, running or merely defined, whose names start with `prefix`.
+    public func domainNames(prefix: String = "") throws -> [String] {
         try locked {
             var domains: UnsafeMutablePointer<virDomainPtr?>?
-            let count = virConnectListAllDomains(handle, &domains, UInt32(VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue))
+            let count = virConnectListAllDomains(handle, &domains, 0)
             guard count >= 0, let domains else {
                 throw ShootdownError.libvirt(operation: "list domains", message: Self.lastError())
             }

@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hugetlb-share-fork-exit (rendered by shootdown from a template).
+ *
+ * Maps a PUD-aligned MAP_SHARED hugetlb area, touches pages in every GiB so
+ * each PMD table is populated, then forks sharers that fault the area in
+ * (huge_pmd_share) and exit (huge_pmd_unshare, and with 1013af4f58 an IPI
+ * broadcast per unshared PMD table). Checks data integrity across the cycles,
+ * that the hugetlb pool returns to its baseline, and that smaps shows the
+ * sharing. TAP 13 on stdout; exit 0 pass, 1 fail, 4 skip.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GIB 2UL        /* size of the area, one PMD table per GiB */
+#define TOUCH 8UL    /* 2 MiB pages touched per GiB */
+#define CHILDREN 1 /* concurrent sharers per cycle */
+#define CYCLES 20UL   /* fork+exit rounds */
+#define FAULT_CORRUPT 0
+
+#define HPAGE (2UL << 20)
+#define GIB_BYTES (1UL << 30)
+#define PAGES_PER_GIB (GIB_BYTES / HPAGE)
+#define NPAGES (GIB * TOUCH)
+#define PATTERN_WORDS (4096 / 8) /* base pattern: the first 4 KiB */
+#define SLOT_WORD (4096 / 8)     /* child slots follow the base pattern */
+#define LAST_WORD (HPAGE / 8 - 1)
+#define MAX_DIAG 10              /* mismatch lines printed per process */
+#define HP_DIR "/sys/kernel/mm/hugepages/hugepages-2048kB"
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+
+_Static_assert(GIB >= 1, "gib must be at least 1");
+_Static_assert(TOUCH >= 1 && TOUCH <= PAGES_PER_GIB, "touch must be 1..512");
+_Static_assert(CHILDREN >= 1 && SLOT_WORD + CHILDREN < LAST_WORD, "bad children");
+
+/* What a child tells the parent; small enough for an atomic pipe write. */
+struct report {
+	int child;
+	int mismatches;
+	long shared_kb, private_kb;
+};
+
+static char *area;
+static int diag_left = MAX_DIAG;
+
+/* ------------------------------------------------------------ TAP */
+
+static int tap_failed;
+
+static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void tap_result(int n, bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%sok %d ", ok ? "" : "not ", n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (!ok)
+		tap_failed++;
+}
+
+static __attribute__((noreturn)) void tap_skip_all(const char *reason)
+{
+	printf("1..0 # SKIP %s\n", reason);
+	exit(4);
+}
+
+static __attribute__((noreturn)) void tap_bail(const char *what)
+{
+	printf("Bail out! %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+/* ---------------------------------------------------------- helpers */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static long read_pool(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), HP_DIR "/%s", name);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* splitmix64 finaliser: distinct, hard-to-fake values per (page, generation). */
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static uint64_t base_word(unsigned long page, unsigned long gen)
+{
+	return mix((uint64_t)page << 32 ^ gen);
+}
+
+static uint64_t slot_word(unsigned long cycle, int child, unsigned long page)
+{
+	return mix(~((uint64_t)cycle << 24 ^ (uint64_t)child << 16 ^ page));
+}
+
+/* Touched page i: TOUCH pages spread evenly over each GiB (each PMD table). */
+static volatile uint64_t *page_words(unsigned long i)
+{
+	unsigned long gib = i / TOUCH, j = i % TOUCH;
+
+	return (volatile uint64_t *)(area + gib * GIB_BYTES + j * (PAGES_PER_GIB / TOUCH) * HPAGE);
+}
+
+static int mismatch(const char *who, unsigned long page, unsigned long word,
+		    uint64_t got, uint64_t want)
+{
+	if (diag_left-- > 0)
+		printf("# %s: page %lu word %lu is %#" PRIx64 ", expected %#" PRIx64 "\n",
+		       who, page, word, got, want);
+	return 1;
+}
+
+/* ---------------------------------------------------------- pattern */
+
+static void write_pattern(unsigned long gen)
+{
+	for (unsigned long p = 0; p < NPAGES; p++) {
+		volatile uint64_t *w = page_words(p);
+		uint64_t v = base_word(p, gen);
+
+		for (unsigned long i = 0; i < PATTERN_WORDS; i++)
+			w[i] = v;
+		for (int c = 0; c < CHILDREN; c++)
+			w[SLOT_WORD + c] = 0;
+		w[LAST_WORD] = ~v;
+	}
+}
+
+static int check_pattern(const char *who, unsigned long gen)
+{
+	int bad = 0;
+
+	for (unsigned long p = 0; p < NPAGES; p++) {
+		volatile uint64_t *w = page_words(p);
+		uint64_t v = base_word(p, gen);
+
+		for (unsigned long i = 0; i < PATTERN_WORDS; i++)
+			if (w[i] != v)
+				bad += mismatch(who, p, i, w[i], v);
+		if (w[LAST_WORD] != ~v)
+			bad += mismatch(who, p, LAST_WORD, w[LAST_WORD], ~v);
+	}
+	return bad;
+}
+
+static int check_slots(unsigned long cycle)
+{
+	int bad = 0;
+
+	for (unsigned long p = 0; p < NPAGES; p++) {
+		volatile uint64_t *w = page_words(p);
+
+		for (int c = 0; c < CHILDREN; c++) {
+			uint64_t want = slot_word(cycle, c, p);
+
+			if (w[SLOT_WORD + c] != want)
+				bad += mismatch("parent (child slot)", p, SLOT_WORD + c,
+						w[SLOT_WORD + c], want);
+		}
+	}
+	return bad;
+}
+
+/* Shared_Hugetlb / Private_Hugetlb of our area from /proc/self/smaps. */
+static void read_smaps(long *shared_kb, long *private_kb)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[256];
+	bool ours = false;
+
+	*shared_kb = *private_kb = -1;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end;
+
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			ours = start == (unsigned long)area;
+		else if (ours && !sscanf(line, "Shared_Hugetlb: %ld kB", shared_kb))
+			sscanf(line, "Private_Hugetlb: %ld kB", private_kb);
+	}
+	fclose(f);
+}
+
+/* ----------------------------------------------------------- sharers */
+
+static __attribute__((noreturn)) void child_main(unsigned long cycle, int idx, int report_fd)
+{
+	struct report rep = { .child = idx };
+	char who[32];
+
+	snprintf(who, sizeof(who), "child %d cycle %lu", idx, cycle);
+	/* These reads fault the area in through the parent's PMD tables. */
+	rep.mismatches = check_pattern(who, cycle);
+	read_smaps(&rep.shared_kb, &rep.private_kb);
+	for (unsigned long p = 0; p < NPAGES; p++)
+		page_words(p)[SLOT_WORD + idx] = slot_word(cycle, idx, p);
+	if (FAULT_CORRUPT && cycle == 0 && idx == 0)
+		page_words(0)[7] ^= 0xbad;
+	if (write(report_fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+		rep.mismatches++;
+	fflush(stdout);
+	_exit(rep.mismatches ? 1 : 0);
+}
+
+struct totals {
+	int failures;               /* mismatches, failed or missing children */
+	long shared_kb, private_kb; /* largest values a child saw */
+};
+
+static void run_cycle(unsigned long cycle, struct totals *t)
+{
+	pid_t pids[CHILDREN];
+	struct report rep;
+	int fds[2], forked = 0, reports = 0;
+
+	write_pattern(cycle);
+	if (pipe(fds))
+		tap_bail("pipe");
+	fflush(stdout); /* children must not inherit buffered output */
+	for (int c = 0; c < CHILDREN; c++) {
+		pids[c] = fork();
+		if (pids[c] < 0) {
+			printf("# cycle %lu: fork: %s\n", cycle, strerror(errno));
+			t->failures++;
+			break;
+		}
+		if (pids[c] == 0) {
+			close(fds[0]);
+			child_main(cycle, c, fds[1]);
+		}
+		forked++;
+	}
+	close(fds[1]);
+	for (int c = 0; c < forked; c++) {
+		int status;
+
+		if (waitpid(pids[c], &status, 0) != pids[c] || !WIFEXITED(status) ||
+		    WEXITSTATUS(status)) {
+			printf("# cycle %lu: child %d failed (status %#x)\n", cycle, c, status);
+			t->failures++;
+		}
+	}
+	while (read(fds[0], &rep, sizeof(rep)) == (ssize_t)sizeof(rep)) {
+		reports++;
+		if (rep.shared_kb > t->shared_kb)
+			t->shared_kb = rep.shared_kb;
+		if (rep.private_kb > t->private_kb)
+			t->private_kb = rep.private_kb;
+	}
+	close(fds[0]);
+	if (reports != forked) {
+		printf("# cycle %lu: %d of %d children reported\n", cycle, reports, forked);
+		t->failures++;
+	}
+	t->failures += check_pattern("parent", cycle) + check_slots(cycle);
+}
+
+/* ------------------------------------------------------------- setup */
+
+/* Maps GIB GiB of shared hugetlb memory at a 1 GiB (PUD) aligned address. */
+static void map_area(void)
+{
+	size_t len = GIB * GIB_BYTES, slack = GIB_BYTES;
+	char *res, *aligned;
+
+	res = mmap(NULL, len + slack, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		tap_skip_all("cannot reserve address space for a PUD-aligned area");
+	aligned = (char *)(((uintptr_t)res + GIB_BYTES - 1) & ~(uintptr_t)(GIB_BYTES - 1));
+	area = mmap(aligned, len, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB |
+		    MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (area == MAP_FAILED) {
+		int err = errno;
+
+		munmap(res, len + slack);
+		if (err == ENOMEM || err == EINVAL || err == ENOENT)
+			tap_skip_all("MAP_HUGETLB with 2 MiB pages not available");
+		errno = err;
+		tap_bail("mmap MAP_HUGETLB");
+	}
+	/* Drop the reservation's slack on both sides of the area. */
+	if (aligned > res)
+		munmap(res, (size_t)(aligned - res));
+	if (aligned + len < res + len + slack)
+		munmap(aligned + len, (size_t)(res + len + slack - (aligned + len)));
+}
+
+/* The pool may lag the munmap briefly; give it up to two seconds. */
+static bool pool_back(long free0, long resv0, long *free1, long *resv1)
+{
+	for (int i = 0; i < 200; i++) {
+		*free1 = read_pool("free_hugepages");
+		*resv1 = read_pool("resv_hugepages");
+		if (*free1 == free0 && *resv1 == resv0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+int main(void)
+{
+	struct totals t = { .shared_kb = -1, .private_kb = -1 };
+	long free0, resv0, free1, resv1;
+	char reason[160];
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n");
+	free0 = read_pool("free_hugepages");
+	resv0 = read_pool("resv_hugepages");
+	if (free0 < 0 || resv0 < 0)
+		tap_skip_all("no 2 MiB hugetlb pool (" HP_DIR ")");
+	if ((unsigned long)free0 < NPAGES) {
+		snprintf(reason, sizeof(reason), "need %lu free 2 MiB hugepages, pool has %ld",
+			 NPAGES, free0);
+		tap_skip_all(reason);
+	}
+	map_area();
+
+	printf("1..3\n");
+	printf("# area %p: %lu GiB, %lu pages touched per GiB, %d children, %lu cycles%s\n",
+	       (void *)area, GIB, TOUCH, CHILDREN, CYCLES,
+	       FAULT_CORRUPT ? ", fault=corrupt" : "");
+
+	int64_t start = now_ns();
+	for (unsigned long cycle = 0; cycle < CYCLES; cycle++)
+		run_cycle(cycle, &t);
+	int64_t wall = now_ns() - start;
+
+	if (munmap(area, GIB * GIB_BYTES))
+		tap_bail("munmap");
+	bool pool_ok = pool_back(free0, resv0, &free1, &resv1);
+
+	tap_result(1, t.failures == 0, "data integrity across %lu cycles of %d sharers",
+		   CYCLES, CHILDREN);
+	tap_result(2, pool_ok, "hugetlb pool back to baseline (free %ld/%ld resv %ld/%ld)",
+		   free1, free0, resv1, resv0);
+	tap_result(3, t.shared_kb > 0, "PMD table sharing visible in smaps (Shared_Hugetlb %ld kB)",
+		   t.shared_kb);
+
+	printf("# metric ops=%lu\n", CYCLES * CHILDREN);
+	printf("# metric op=fork-exit\n");
+	printf("# metric shared_hugetlb_kb=%ld\n", t.shared_kb);
+	printf("# metric private_hugetlb_kb=%ld\n", t.private_kb);
+	printf("# metric pages_touched=%lu\n", NPAGES);
+	printf("# metric pmd_tables=%lu\n", GIB);
+	printf("# metric wall_ns=%" PRId64 "\n", wall);
+	printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:0 error:0\n",
+	       3 - tap_failed, tap_failed);
+	return tap_failed ? 1 : 0;
+}
