@@ -52,10 +52,11 @@ enum SyntheticGuest {
         String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 
-    static func judge(_ lines: [String], console: String = "", timedOut: Bool = false, startError: String? = nil) -> Verdict {
+    static func judge(_ lines: [String], console: String = "", timedOut: Bool = false, startError: String? = nil,
+                      probeChecks: [ProbeCheck] = []) -> Verdict {
         let records = GuestRecords.parse(Data(lines.joined(separator: "\n").utf8))
         return VerdictBuilder.judge(.init(testID: "test", operation: "fork-exit", probes: ["tlb_remove_table_sync_one"],
-                                          console: console, records: records, timedOut: timedOut, startError: startError,
+                                          probeChecks: probeChecks, console: console, records: records, timedOut: timedOut, startError: startError,
                                           wall: .seconds(6), timeoutSeconds: 60))
     }
 }
@@ -148,6 +149,23 @@ enum SyntheticGuest {
         let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), "{oops", SyntheticGuest.test(), SyntheticGuest.done])
         #expect(verdict.status == .error)
         #expect(verdict.reason?.hasPrefix("the result channel held invalid records") == true)
+    }
+
+    @Test func probeChecksPassFailOrSkipOnTheHost() throws {
+        let lines = [SyntheticGuest.boot(), SyntheticGuest.test(), SyntheticGuest.done]
+        let shared = ProbeCheck(probe: "huge_pmd_share", minPerOp: 1, name: "children shared the tables")
+        let pass = SyntheticGuest.judge(lines, probeChecks: [shared])
+        #expect(pass.status == .pass)
+        #expect(pass.checks.first { $0.name == shared.name }?.detail == "2.00 per fork-exit, need ≥ 1.00")
+
+        let tooFew = SyntheticGuest.judge(lines, probeChecks: [ProbeCheck(probe: "huge_pmd_share", minPerOp: 3, name: "x")])
+        #expect(tooFew.status == .fail)
+        #expect(tooFew.reason == "check failed: x (2.00 per fork-exit, need ≥ 3.00)")
+
+        let absent = SyntheticGuest.judge(lines, probeChecks: [ProbeCheck(probe: "tlb_flush_unshared_tables", minPerOp: 1, name: "y")])
+        #expect(absent.status == .pass)
+        let skipped = try #require(absent.checks.first { $0.name == "y" })
+        #expect(skipped.skipped)
     }
 
     @Test func planMismatchIsError() {

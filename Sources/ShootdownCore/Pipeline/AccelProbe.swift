@@ -56,7 +56,7 @@ public struct AccelProbe: Sendable {
         let records = GuestRecords.parse(outcome.results)
         let decision: AccelDecision
         if let error = outcome.startError {
-            decision = AccelDecision(accel: .tcg, reason: "TCG: a KVM domain would not start (\(tail(error, lines: 1)))", hostKey: hostKey())
+            decision = AccelDecision(accel: .tcg, reason: "TCG: a KVM domain would not start (\(Self.firstLine(error)))", hostKey: hostKey())
         } else if records.boot != nil {
             decision = AccelDecision(accel: .kvm, reason: String(format: "KVM: probe boot reached the agent in %.1f s", outcome.wall.seconds), hostKey: hostKey())
         } else {
@@ -64,6 +64,12 @@ public struct AccelProbe: Sendable {
         }
         try? writeAtomically(try JSONEncoder().encode(decision), to: cacheFile(arch))
         return decision
+    }
+
+    /// QEMU's start errors can be long; the first line, shortened, says enough.
+    static func firstLine(_ text: String, limit: Int = 160) -> String {
+        let line = text.split(separator: "\n").first.map(String.init) ?? text
+        return line.count > limit ? String(line.prefix(limit)) + "…" : line
     }
 
     func cacheFile(_ arch: Arch) -> URL {

@@ -127,6 +127,7 @@ public struct RunPipeline: Sendable {
         let records = GuestRecords.parse(outcome.results)
         let console = String(decoding: outcome.console, as: UTF8.self)
         let verdict = VerdictBuilder.judge(.init(testID: programID, operation: test.operation, probes: test.probes,
+                                                 probeChecks: test.probeChecks,
                                                  console: console, records: records, timedOut: outcome.timedOut,
                                                  startError: outcome.startError, wall: outcome.wall,
                                                  timeoutSeconds: cell.timeoutSeconds))

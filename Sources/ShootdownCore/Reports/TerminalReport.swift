@@ -7,8 +7,7 @@ public enum TerminalReport {
     static let probeColumns: [(symbol: String, short: String)] = [
         ("tlb_remove_table_sync_one", "sync_one"),
         ("huge_pmd_share", "pmd_share"),
-        ("huge_pmd_unshare", "pmd_unshare"),
-        ("tlb_flush_unshared_tables", "flush_unshared"),
+        ("huge_pmd_unshare_flush", "unshare_flush"),
         ("smp_call_function_many_cond", "smp_call_many"),
     ]
 

@@ -21,6 +21,7 @@ public enum VerdictBuilder {
         public var testID: String
         public var operation: String
         public var probes: [String]
+        public var probeChecks: [ProbeCheck]
         public var console: String
         public var records: GuestRecords
         public var timedOut: Bool
@@ -28,11 +29,12 @@ public enum VerdictBuilder {
         public var wall: Duration
         public var timeoutSeconds: Int
 
-        public init(testID: String, operation: String, probes: [String], console: String, records: GuestRecords,
-                    timedOut: Bool, startError: String?, wall: Duration, timeoutSeconds: Int) {
+        public init(testID: String, operation: String, probes: [String], probeChecks: [ProbeCheck] = [], console: String,
+                    records: GuestRecords, timedOut: Bool, startError: String?, wall: Duration, timeoutSeconds: Int) {
             self.testID = testID
             self.operation = operation
             self.probes = probes
+            self.probeChecks = probeChecks
             self.console = console
             self.records = records
             self.timedOut = timedOut
@@ -72,6 +74,9 @@ public enum VerdictBuilder {
             verdict.checks = guestChecks(tap)
             verdict.counters = counters(for: test, tap: tap, input: input)
             if let poolCheck = poolCheck(test) { verdict.checks.append(poolCheck) }
+            if let counters = verdict.counters, test.exit == 0 || test.exit == 1 {
+                verdict.checks += input.probeChecks.map { probeCheck($0, counters: counters) }
+            }
             testProblem = testOutcome(test, tap: tap, checks: verdict.checks)
             if testProblem == nil && !records.finished {
                 harnessProblem = input.timedOut
@@ -119,6 +124,17 @@ public enum VerdictBuilder {
         let passed = freeBefore == freeAfter && before.resv == after.resv && before.surp == after.surp
         return Check(name: "hugetlb pool unchanged across the test", passed: passed,
                      detail: "free \(freeBefore)→\(freeAfter), resv \(before.resv ?? 0)→\(after.resv ?? 0), surplus \(before.surp ?? 0)→\(after.surp ?? 0)",
+                     source: "host")
+    }
+
+    /// A manifest's probe check; skipped (not failed) where the kernel lacks the symbol.
+    static func probeCheck(_ check: ProbeCheck, counters: CellCounters) -> Check {
+        guard let probe = counters.probe(check.probe), let perOperation = probe.perOperation else {
+            return Check(name: check.name, passed: true, skipped: true,
+                         detail: "\(check.probe) cannot be probed in this kernel", source: "host")
+        }
+        return Check(name: check.name, passed: perOperation >= check.minPerOp,
+                     detail: String(format: "%.2f per %@, need ≥ %.2f", perOperation, counters.operation, check.minPerOp),
                      source: "host")
     }
 

@@ -125,6 +125,7 @@ public struct RenderedTest: Sendable, Equatable {
     public var source: String
     public var hugepages: Int
     public var probes: [String]
+    public var probeChecks: [ProbeCheck]
     public var operation: String
 }
 
@@ -156,7 +157,7 @@ public enum TemplateRenderer {
         let pool = try PoolExpression(template.manifest.hugepages, known: Set(instance.values.keys))
         return RenderedTest(instance: instance, source: compiled.render(context),
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
-                            operation: template.manifest.operation)
+                            probeChecks: template.manifest.probeChecks, operation: template.manifest.operation)
     }
 
     /// The variable and section names in a template (`{{x}}`, `{{#x}}`, `{{^x}}`, `{{/x}}`).

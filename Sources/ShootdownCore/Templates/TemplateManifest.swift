@@ -13,7 +13,26 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
     public var hugepages: String
     /// Kernel functions worth counting with kprobes while this test runs.
     public var probes: [String]
+    /// Host checks on probe hits per operation (e.g. sharing really happened).
+    public var probeChecks: [ProbeCheck]
     public var parameters: [ParameterSpec]
+
+    enum CodingKeys: String, CodingKey {
+        case name, summary, description, operation, hugepages, probes, parameters
+        case probeChecks = "probe_checks"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        summary = try container.decode(String.self, forKey: .summary)
+        description = try container.decode(String.self, forKey: .description)
+        operation = try container.decode(String.self, forKey: .operation)
+        hugepages = try container.decode(String.self, forKey: .hugepages)
+        probes = try container.decode([String].self, forKey: .probes)
+        probeChecks = try container.decodeIfPresent([ProbeCheck].self, forKey: .probeChecks) ?? []
+        parameters = try container.decode([ParameterSpec].self, forKey: .parameters)
+    }
 
     public func parameter(_ name: String) -> ParameterSpec? {
         parameters.first { $0.name == name }
@@ -47,6 +66,21 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
             try spec.validate(spec.defaultValue, test: name)
         }
         _ = try PoolExpression(hugepages, known: Set(parameters.map(\.name)))
+        for check in probeChecks where !probes.contains(check.probe) {
+            throw ShootdownError.templateInvalid(path: name, message: "probe check names \(check.probe), which is not in probes")
+        }
+    }
+}
+
+/// "`probe` must fire at least `minPerOp` times per operation".
+public struct ProbeCheck: Sendable, Codable, Equatable {
+    public var probe: String
+    public var minPerOp: Double
+    public var name: String
+
+    enum CodingKeys: String, CodingKey {
+        case probe, name
+        case minPerOp = "min_per_op"
     }
 }
 
