@@ -67,7 +67,6 @@ struct buf {
 struct probe {
 	char *sym;
 	char event[64];    /* sanitised kprobe event name */
-	bool in_kallsyms;
 	const char *status; /* "ok", "missing" or "error" */
 	char error[128];
 };
@@ -656,30 +655,17 @@ static void setup_hugepages(const struct plan *plan)
 		agent_log(6, "nr_hugepages=%s set\n", n);
 }
 
-/* Marks the probes whose symbol is a core-kernel text symbol. */
-static void find_in_kallsyms(struct plan *plan)
+/* Whether the last kprobe_events error was "no such symbol"; clears the log. */
+static bool probe_symbol_unknown(void)
 {
-	FILE *f = fopen("/proc/kallsyms", "re");
-	char line[512];
+	struct buf log = { 0 };
+	bool unknown = false;
 
-	if (!f) {
-		agent_log(4, "cannot read /proc/kallsyms: %s\n", strerror(errno));
-		return;
-	}
-	/* Lines are "address type name" plus "\t[module]" for modules. */
-	while (fgets(line, sizeof(line), f)) {
-		char *save, *type, *name;
-
-		if (!strtok_r(line, " \t\n", &save) || !(type = strtok_r(NULL, " \t\n", &save)) ||
-		    !(name = strtok_r(NULL, " \t\n", &save)))
-			continue;
-		if ((strcmp(type, "t") && strcmp(type, "T")) || strtok_r(NULL, " \t\n", &save))
-			continue;
-		for (size_t i = 0; i < plan->nprobes; i++)
-			if (!strcmp(plan->probes[i].sym, name))
-				plan->probes[i].in_kallsyms = true;
-	}
-	fclose(f);
+	if (read_file(TRACEFS "/error_log", 64 * 1024, &log) && log.p)
+		unknown = strstr(log.p, "Invalid probed address or symbol") || strstr(log.p, "not found");
+	buf_free(&log);
+	write_file(TRACEFS "/error_log", "", O_TRUNC);
+	return unknown;
 }
 
 static void register_probe(struct probe *p)
@@ -687,13 +673,21 @@ static void register_probe(struct probe *p)
 	char def[256], path[PATH_MAX];
 	int err;
 
-	if (!p->in_kallsyms)
-		return; /* status stays "missing" */
 	snprintf(def, sizeof(def), "p:shootdown/%s %s\n", p->event, p->sym);
 	err = write_file(TRACEFS "/kprobe_events", def, O_APPEND);
 	if (!err) {
 		snprintf(path, sizeof(path), TRACEFS "/events/shootdown/%s/enable", p->event);
 		err = write_file(path, "1", 0);
+	}
+	/*
+	 * The kernel resolves the symbol itself (cheaper than reading
+	 * /proc/kallsyms, which takes seconds to generate under TCG). An unknown
+	 * symbol fails with EINVAL (ENOENT on some kernels); tracefs error_log
+	 * tells it apart from other refusals.
+	 */
+	if ((err == EINVAL || err == ENOENT) && probe_symbol_unknown()) {
+		p->status = "missing";
+		return;
 	}
 	p->status = err ? "error" : "ok";
 	if (err) {
@@ -713,7 +707,6 @@ static void setup_probes(struct plan *plan)
 	 */
 	write_file(TRACEFS "/tracing_on", "0", 0);
 	write_file(TRACEFS "/buffer_size_kb", "16", 0);
-	find_in_kallsyms(plan);
 	for (size_t i = 0; i < plan->nprobes; i++)
 		register_probe(&plan->probes[i]);
 	agent_log(6, "%zu probes processed\n", plan->nprobes);

@@ -59,6 +59,7 @@ import Testing
         let spec = try launcher.stagedSpec(name: "shootdown-test-hang-\(getpid())", arch: .x86_64, accel: .tcg,
                                            paravirt: nil, vcpus: 1, memoryMiB: 256)
         let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: .seconds(8))
+        launcher.waitForTeardowns()
         #expect(outcome.timedOut)
         #expect(outcome.wall < .seconds(20))
         let verdict = VerdictBuilder.judge(.init(testID: "test", operation: "x", probes: [],

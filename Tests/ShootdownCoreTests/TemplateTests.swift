@@ -105,6 +105,22 @@ import Testing
         #expect(file.contains(arch == .x86_64 ? "x86-64" : "aarch64"))
     }
 
+    /// `shootdown generate --out DIR` must build with plain make on a normal Linux host.
+    @Test func exportedSuiteBuildsWithMake() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-export-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let catalog = TemplateCatalog(resources: Repository.root)
+        let rendered = try catalog.names().map { name -> RenderedTest in
+            let template = try catalog.template(named: name)
+            return try TemplateRenderer.render(template, template.defaultInstance)
+        }
+        _ = try SuiteExport(tests: rendered, multipleInstances: false).write(to: directory)
+        try ProcessRunner().check(Command("make", ["-s"], workingDirectory: directory.path))
+        for name in catalog.names() {
+            #expect(FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent(name).path))
+        }
+    }
+
     @Test func compilerErrorsNameTheSource() throws {
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-compile-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: cache) }

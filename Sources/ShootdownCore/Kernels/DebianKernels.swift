@@ -50,7 +50,7 @@ public struct DebianKernels: Sendable {
 
     static func packageNames(inSearchOutput output: String, arch: Arch) -> [String] {
         let suffix = "-\(arch.debian)"
-        return output.split(separator: "\n").compactMap { line -> String? in
+        return output.lines().compactMap { line -> String? in
             let name = String(line.split(separator: " ", maxSplits: 1).first ?? "")
             guard name.hasSuffix(suffix), let first = name.dropFirst("linux-image-".count).first, first.isNumber else { return nil }
             let flavourFree = name.dropLast(suffix.count)
@@ -64,7 +64,7 @@ public struct DebianKernels: Sendable {
     static func packages(inShowOutput output: String, arch: Arch) -> [DebianKernelPackage] {
         output.components(separatedBy: "\n\n").compactMap { stanza -> DebianKernelPackage? in
             var fields: [String: String] = [:]
-            for line in stanza.split(separator: "\n") {
+            for line in stanza.lines() {
                 guard let colon = line.firstIndex(of: ":"), !line.hasPrefix(" ") else { continue }
                 fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             }

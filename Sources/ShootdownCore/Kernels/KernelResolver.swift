@@ -44,7 +44,7 @@ public struct KernelResolver: Sendable {
             .map { directory.appendingPathComponent($0) }.first { FileManager.default.fileExists(atPath: $0.path) }
         var version = suffix ?? name
         if let config, let text = try? String(contentsOf: config, encoding: .utf8),
-           let line = text.split(separator: "\n").first(where: { $0.contains(" Kernel Configuration") }) {
+           let line = text.lines().first(where: { $0.contains(" Kernel Configuration") }) {
             // "# Linux/x86 6.12.117 Kernel Configuration"
             let words = line.split(separator: " ")
             if words.count >= 3 { version = String(words[2]) }

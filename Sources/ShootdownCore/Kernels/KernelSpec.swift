@@ -54,7 +54,7 @@ public struct KernelImage: Sendable, Codable, Equatable {
     public func configValue(_ option: String) -> String? {
         guard let config, let text = try? String(contentsOf: config, encoding: .utf8) else { return nil }
         let prefix = option + "="
-        for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+        for line in text.lines() where line.hasPrefix(prefix) {
             return String(line.dropFirst(prefix.count))
         }
         return nil

@@ -53,6 +53,7 @@ public struct AccelProbe: Sendable {
         let spec = try launcher.stagedSpec(name: name, arch: arch, accel: .kvm, paravirt: nil, vcpus: 1, memoryMiB: 256)
         let image = GuestImage(agent: agent, plan: GuestPlan(hugepages: 0, probes: [], tests: []), programs: [])
         let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: Self.probeTimeout)
+        launcher.waitForTeardowns()
         let records = GuestRecords.parse(outcome.results)
         let decision: AccelDecision
         if let error = outcome.startError {
@@ -68,7 +69,7 @@ public struct AccelProbe: Sendable {
 
     /// QEMU's start errors can be long; the first line, shortened, says enough.
     static func firstLine(_ text: String, limit: Int = 160) -> String {
-        let line = text.split(separator: "\n").first.map(String.init) ?? text
+        let line = text.lines().first.map(String.init) ?? text
         return line.count > limit ? String(line.prefix(limit)) + "…" : line
     }
 

@@ -44,7 +44,7 @@ public struct HostDoctor: Sendable {
         }
 
         let foreign = (try? context.runner.run(Command("dpkg", ["--print-foreign-architectures"])))?.stdout ?? ""
-        findings.append(foreign.split(separator: "\n").contains("arm64")
+        findings.append(foreign.lines().contains("arm64")
             ? .init(level: .ok, subject: "dpkg arm64", detail: "arm64 packages (debian: kernels for aarch64) available")
             : .init(level: .warn, subject: "dpkg arm64", detail: "arm64 architecture not enabled",
                     fix: "dpkg --add-architecture arm64 && apt-get update (\(setup) does it)"))

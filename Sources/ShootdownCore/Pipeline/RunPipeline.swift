@@ -23,69 +23,13 @@ public struct RunPipeline: Sendable {
     public func run(_ request: RunRequest, runID: String? = nil,
                     onCell: @Sendable (CellResult, URL) -> Void = { _, _ in }) throws -> Outcome {
         try request.validate()
-        let catalog = TemplateCatalog(resources: context.paths.resources)
-        let templates = try request.tests.map { try catalog.template(named: $0) }
-        var instances: [(TestTemplate, TestInstance)] = []
-        for template in templates {
-            let ownParameters = request.parameters.filter { override in
-                let key = override.split(separator: "=").first.map(String.init) ?? ""
-                return templates.count == 1 || template.manifest.parameter(key) != nil
-            }
-            instances += try template.instances(overrides: ownParameters).map { (template, $0) }
-        }
-        let rendered = try instances.map { try TemplateRenderer.render($0.0, $0.1) }
-
-        let resolver = KernelResolver(context: context)
-        var kernels: [KernelImage] = []
-        for spec in request.kernels {
-            let arches = try request.arches ?? resolver.naturalArches(spec)
-            for arch in arches {
-                var image = try resolver.resolve(spec, arch: arch)
-                image.spec = spec.description
-                context.log("kernel \(arch): \(spec) → \(image.version) (\(image.origin))")
-                kernels.append(image)
-            }
-        }
-
-        let builder = ProgramBuilder(context: context)
-        let agentSource = try String(contentsOf: context.paths.resources.appendingPathComponent("Images/agent/agent.c"),
-                                     encoding: .utf8)
-        var assets: [Arch: ArchAssets] = [:]
-        for arch in Set(kernels.map(\.arch)).sorted() {
-            let agent = try Data(contentsOf: builder.build(source: agentSource, name: "agent", arch: arch))
-            var programs: [TestInstance: Data] = [:]
-            for test in rendered {
-                programs[test.instance] = try Data(contentsOf: builder.build(source: test.source, name: test.instance.test, arch: arch))
-            }
-            assets[arch] = ArchAssets(agent: agent, programs: programs)
-        }
-
+        let (templates, rendered) = try renderTests(request)
+        let kernels = try resolveKernels(request)
+        let assets = try buildPrograms(rendered, arches: Set(kernels.map(\.arch)))
         let connection = try LibvirtConnection(uri: context.libvirtURI)
         ActiveDomains.shared.destroyOnInterrupt()
-        let probe = AccelProbe(context: context, connection: connection)
-        var decisions: [Arch: AccelDecision] = [:]
-        for kernel in kernels where decisions[kernel.arch] == nil {
-            let decision = try probe.decide(arch: kernel.arch, choice: request.accel, kernel: kernel,
-                                            agent: assets[kernel.arch]!.agent)
-            context.log("accel \(kernel.arch): \(decision.reason)")
-            decisions[kernel.arch] = decision
-        }
-
-        var cells: [(Cell, RenderedTest)] = []
-        for kernel in kernels {
-            let decision = decisions[kernel.arch]!
-            for vcpus in request.vcpus {
-                for test in rendered {
-                    let template = templates.first { $0.name == test.instance.test }!
-                    let defaults = template.defaultInstance.values
-                    let swept = test.instance.parameters.filter { defaults[$0.name] != $0.value }.map(\.name)
-                    cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
-                                       paravirt: request.paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
-                                       instance: test.instance, sweptParameters: swept,
-                                       timeoutSeconds: request.timeoutSeconds), test))
-                }
-            }
-        }
+        let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets, connection: connection)
+        let cells = expandCells(request, kernels: kernels, decisions: decisions, tests: rendered, templates: templates)
 
         let directory = try RunDirectory.create(root: context.paths.results, runID: runID)
         try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.0)))
@@ -97,11 +41,94 @@ public struct RunPipeline: Sendable {
             context.log("[\(index + 1)/\(cells.count)] \(cell.id)")
             let (result, artifacts) = try runCell(cell, test: test, assets: assets[cell.arch]!, launcher: launcher,
                                                   runID: directory.runID, index: index)
+            // On disk before the next cell starts: an interrupted run loses nothing finished.
             let cellDirectory = try directory.write(result, artifacts: artifacts)
             results.append(result)
             onCell(result, cellDirectory)
         }
+        launcher.waitForTeardowns()
         return Outcome(directory: directory, results: results)
+    }
+
+    /// Templates → one rendered C program per parameter combination.
+    func renderTests(_ request: RunRequest) throws -> ([TestTemplate], [RenderedTest]) {
+        let catalog = TemplateCatalog(resources: context.paths.resources)
+        let templates = try request.tests.map { try catalog.template(named: $0) }
+        var rendered: [RenderedTest] = []
+        for template in templates {
+            // With several tests, each takes the --param keys it knows; with one, all must fit.
+            let own = request.parameters.filter { override in
+                templates.count == 1 || template.manifest.parameter(String(override.split(separator: "=").first ?? "")) != nil
+            }
+            rendered += try template.instances(overrides: own).map { try TemplateRenderer.render(template, $0) }
+        }
+        return (templates, rendered)
+    }
+
+    func resolveKernels(_ request: RunRequest) throws -> [KernelImage] {
+        let resolver = KernelResolver(context: context)
+        var kernels: [KernelImage] = []
+        for spec in request.kernels {
+            for arch in try request.arches ?? resolver.naturalArches(spec) {
+                var image = try resolver.resolve(spec, arch: arch)
+                image.spec = spec.description
+                context.log("kernel \(arch): \(spec) → \(image.version) (\(image.origin))")
+                kernels.append(image)
+            }
+        }
+        return kernels
+    }
+
+    /// The agent and every test program, compiled once per arch.
+    func buildPrograms(_ rendered: [RenderedTest], arches: Set<Arch>) throws -> [Arch: ArchAssets] {
+        let builder = ProgramBuilder(context: context)
+        let agentURL = context.paths.resources.appendingPathComponent("Images/agent/agent.c")
+        guard let agentSource = try? String(contentsOf: agentURL, encoding: .utf8) else {
+            throw ShootdownError.io(path: agentURL.path, message: "the guest agent source is missing (set SHOOTDOWN_HOME to the checkout)")
+        }
+        var assets: [Arch: ArchAssets] = [:]
+        for arch in arches.sorted() {
+            let agent = try Data(contentsOf: builder.build(source: agentSource, name: "agent", arch: arch))
+            var programs: [TestInstance: Data] = [:]
+            for test in rendered {
+                programs[test.instance] = try Data(contentsOf: builder.build(source: test.source, name: test.instance.test, arch: arch))
+            }
+            assets[arch] = ArchAssets(agent: agent, programs: programs)
+        }
+        return assets
+    }
+
+    func chooseAccelerators(_ request: RunRequest, kernels: [KernelImage], assets: [Arch: ArchAssets],
+                            connection: LibvirtConnection) throws -> [Arch: AccelDecision] {
+        let probe = AccelProbe(context: context, connection: connection)
+        var decisions: [Arch: AccelDecision] = [:]
+        for kernel in kernels where decisions[kernel.arch] == nil {
+            let decision = try probe.decide(arch: kernel.arch, choice: request.accel, kernel: kernel,
+                                            agent: assets[kernel.arch]!.agent)
+            context.log("accel \(kernel.arch): \(decision.reason)")
+            decisions[kernel.arch] = decision
+        }
+        return decisions
+    }
+
+    /// kernel × vCPU count × test instance, in that order.
+    func expandCells(_ request: RunRequest, kernels: [KernelImage], decisions: [Arch: AccelDecision],
+                     tests: [RenderedTest], templates: [TestTemplate]) -> [(Cell, RenderedTest)] {
+        var cells: [(Cell, RenderedTest)] = []
+        for kernel in kernels {
+            let decision = decisions[kernel.arch]!
+            for vcpus in request.vcpus {
+                for test in tests {
+                    let defaults = templates.first { $0.name == test.instance.test }!.defaultInstance.values
+                    let swept = test.instance.parameters.filter { defaults[$0.name] != $0.value }.map(\.name)
+                    cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
+                                       paravirt: request.paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
+                                       instance: test.instance, sweptParameters: swept,
+                                       timeoutSeconds: request.timeoutSeconds), test))
+                }
+            }
+        }
+        return cells
     }
 
     func runCell(_ cell: Cell, test: RenderedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String,
@@ -130,6 +157,7 @@ public struct RunPipeline: Sendable {
                                                  probeChecks: test.probeChecks,
                                                  console: console, records: records, timedOut: outcome.timedOut,
                                                  startError: outcome.startError, wall: outcome.wall,
+                                                 startLatency: outcome.startLatency,
                                                  timeoutSeconds: cell.timeoutSeconds))
         artifacts.console = outcome.console
         artifacts.records = outcome.results
@@ -161,7 +189,9 @@ enum Reproducer {
         local.initrd = "initramfs.cpio"
         local.consolePath = "repro-console.log"
         local.resultPath = "repro-records.jsonl"
-        var rerun = ["shootdown", "run", "--arch", cell.arch.rawValue, "--kernel", cell.kernel.spec,
+        // A reproducer names the exact kernel, never "latest".
+        let kernel = cell.kernel.spec.hasPrefix("debian") ? "debian:\(cell.kernel.version)" : cell.kernel.spec
+        var rerun = ["shootdown", "run", "--arch", cell.arch.rawValue, "--kernel", kernel,
                      "--vcpus", String(cell.vcpus), "--memory", String(cell.memoryMiB), "--test", cell.instance.test,
                      "--accel", cell.accel.rawValue]
         if let paravirt = cell.paravirt { rerun += ["--paravirt", paravirt.rawValue] }

@@ -27,10 +27,10 @@ public enum TerminalReport {
             for result in notable.sorted(by: { $0.status > $1.status }) {
                 text += "\(result.status.rawValue) \(result.cell.id): \(result.reason ?? "no reason recorded")\n"
                 if let splat = result.splats.first {
-                    text += splat.excerpt.split(separator: "\n").prefix(12).map { "    \($0)" }.joined(separator: "\n") + "\n"
+                    text += splat.excerpt.lines().prefix(12).map { "    \($0)" }.joined(separator: "\n") + "\n"
                 } else if let consoleTail = result.consoleTail, !consoleTail.isEmpty {
                     text += "    console tail:\n"
-                    text += consoleTail.split(separator: "\n").suffix(8).map { "    \($0)" }.joined(separator: "\n") + "\n"
+                    text += consoleTail.lines().suffix(8).map { "    \($0)" }.joined(separator: "\n") + "\n"
                 }
             }
         }

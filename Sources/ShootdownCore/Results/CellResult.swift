@@ -35,9 +35,18 @@ public struct CellTimings: Sendable, Codable, Equatable {
     public var testSeconds: Double?
     /// Domain start until it stopped (host clock).
     public var totalSeconds: Double
+    /// The part of the total spent in libvirt's domain start (host clock).
+    public var startSeconds: Double?
+
+    public init(bootSeconds: Double? = nil, testSeconds: Double? = nil, totalSeconds: Double, startSeconds: Double? = nil) {
+        self.bootSeconds = bootSeconds
+        self.testSeconds = testSeconds
+        self.totalSeconds = totalSeconds
+        self.startSeconds = startSeconds
+    }
 
     enum CodingKeys: String, CodingKey {
-        case bootSeconds = "boot_s", testSeconds = "test_s", totalSeconds = "total_s"
+        case bootSeconds = "boot_s", testSeconds = "test_s", totalSeconds = "total_s", startSeconds = "start_s"
     }
 }
 

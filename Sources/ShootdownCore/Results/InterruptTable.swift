@@ -19,7 +19,7 @@ public struct InterruptTable: Sendable, Equatable {
     /// Parses the kernel's text. Tolerates missing rows, rows with fewer columns and a
     /// truncated last line; returns nil only when there is no CPU header.
     public static func parse(_ text: String) -> InterruptTable? {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        var lines = text.lines()
         guard let header = lines.first else { return nil }
         let cpus = header.split(separator: " ").filter { $0.hasPrefix("CPU") }.count
         guard cpus > 0 else { return nil }
@@ -58,8 +58,10 @@ public struct IPIDelta: Sendable, Codable, Equatable {
 }
 
 public enum IPIAccounting {
-    /// x86 rows that count inter-processor interrupts; on arm64 every IPIn row is one.
-    static let x86IPIRows: Set<String> = ["RES", "CAL", "TLB", "IWI", "PMN", "PIN", "NPI", "PIW", "PMI"]
+    /// x86 rows that count inter-processor interrupts (rescheduling, function call, TLB
+    /// shootdown, IRQ work, and the posted-interrupt notifications of a KVM host); on
+    /// arm64 every IPIn row is one.
+    static let x86IPIRows: Set<String> = ["RES", "CAL", "TLB", "IWI", "PMN", "PIN", "NPI", "PIW"]
 
     public static func isIPI(_ label: String) -> Bool {
         x86IPIRows.contains(label) || (label.hasPrefix("IPI") && label.dropFirst(3).allSatisfy(\.isNumber))

@@ -9,7 +9,7 @@ public struct KprobeProfile: Sendable, Equatable {
     public var entries: [Entry]
 
     public static func parse(_ text: String) -> KprobeProfile {
-        KprobeProfile(entries: text.split(separator: "\n").compactMap { line in
+        KprobeProfile(entries: text.lines().compactMap { line in
             let words = line.split(separator: " ", omittingEmptySubsequences: true)
             guard words.count == 3, let hits = Int(words[1]), let missed = Int(words[2]) else { return nil }
             return Entry(event: String(words[0]), hits: hits, missed: missed)

@@ -11,6 +11,7 @@ public struct Splat: Sendable, Codable, Equatable {
 public enum SplatScanner {
     /// Headline patterns, matched at the start of the message (after the timestamp).
     static let headlines: [(kind: String, prefix: String)] = [
+        ("bug", "BUG: kernel NULL pointer dereference"),
         ("bad-page", "BUG: Bad page"),
         ("kasan", "BUG: KASAN:"),
         ("kfence", "BUG: KFENCE:"),
@@ -29,16 +30,29 @@ public enum SplatScanner {
         ("hung-task", "INFO: task"),
     ]
 
+    /// Reports that begin with the task name (`bigmod: vmalloc error: …`), matched anywhere.
+    static let embedded: [(kind: String, text: String)] = [
+        ("alloc-failure", ": page allocation failure: "),
+        ("alloc-failure", ": vmalloc error: "),
+    ]
+
+    static func headline(_ line: String) -> String? {
+        if let match = headlines.first(where: { line.hasPrefix($0.prefix) }) {
+            if match.kind == "hung-task" && !line.contains("blocked for more than") { return nil }
+            return match.kind
+        }
+        return embedded.first { line.contains($0.text) }?.kind
+    }
+
     static let excerptLimit = 60
 
     public static func scan(_ text: String) -> [Splat] {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(message(of:))
+        let lines = text.lines(omittingEmpty: false).map(message(of:))
         var splats: [Splat] = []
         var index = 0
         while index < lines.count {
             let line = lines[index]
-            guard let match = headlines.first(where: { line.hasPrefix($0.prefix) }),
-                  match.kind != "hung-task" || line.contains("blocked for more than") else {
+            guard let kind = headline(line) else {
                 index += 1
                 continue
             }
@@ -47,11 +61,10 @@ public enum SplatScanner {
             while end < lines.count && end - index < excerptLimit {
                 let next = lines[end]
                 if next.hasPrefix("---[ end") { end += 1; break }
-                if next.isEmpty || headlines.contains(where: { next.hasPrefix($0.prefix) }) { break }
+                if next.isEmpty || headline(next) != nil { break }
                 end += 1
             }
-            // An Oops/BUG followed by its panic belongs together: one splat, not two.
-            splats.append(Splat(kind: match.kind, title: line, excerpt: lines[index..<end].joined(separator: "\n")))
+            splats.append(Splat(kind: kind, title: line, excerpt: lines[index..<end].joined(separator: "\n")))
             index = end
         }
         return splats

@@ -22,7 +22,7 @@ public struct TAPReport: Sendable, Equatable {
 
     public static func parse(_ text: String) -> TAPReport {
         var report = TAPReport()
-        for rawLine in text.split(separator: "\n") {
+        for rawLine in text.lines() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("1..") {
                 let (count, directive) = splitDirective(String(line.dropFirst(3)))

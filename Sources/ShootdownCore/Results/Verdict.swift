@@ -27,10 +27,12 @@ public enum VerdictBuilder {
         public var timedOut: Bool
         public var startError: String?
         public var wall: Duration
+        public var startLatency: Duration?
         public var timeoutSeconds: Int
 
         public init(testID: String, operation: String, probes: [String], probeChecks: [ProbeCheck] = [], console: String,
-                    records: GuestRecords, timedOut: Bool, startError: String?, wall: Duration, timeoutSeconds: Int) {
+                    records: GuestRecords, timedOut: Bool, startError: String?, wall: Duration,
+                    startLatency: Duration? = nil, timeoutSeconds: Int) {
             self.testID = testID
             self.operation = operation
             self.probes = probes
@@ -40,6 +42,7 @@ public enum VerdictBuilder {
             self.timedOut = timedOut
             self.startError = startError
             self.wall = wall
+            self.startLatency = startLatency
             self.timeoutSeconds = timeoutSeconds
         }
     }
@@ -50,7 +53,7 @@ public enum VerdictBuilder {
         var verdict = Verdict(status: .pass, timings: CellTimings(
             bootSeconds: records.boot?.uptimeNs.map { Double($0) / 1e9 },
             testSeconds: test.map { Double($0.wallNs) / 1e9 },
-            totalSeconds: input.wall.seconds))
+            totalSeconds: input.wall.seconds, startSeconds: input.startLatency?.seconds))
 
         if let boot = records.boot {
             verdict.guest = GuestInfo(uname: boot.uname, cpus: boot.cpus, hugepages: boot.hugepages, probes: boot.probes)

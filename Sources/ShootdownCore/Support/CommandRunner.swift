@@ -134,7 +134,7 @@ public func shellQuoted(_ word: String) -> String {
 
 /// The last lines of a text, for error messages.
 public func tail(_ text: String, lines count: Int = 20) -> String {
-    text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")
+    text.lines(omittingEmpty: false).suffix(count).joined(separator: "\n")
 }
 
 extension Duration {
@@ -144,4 +144,12 @@ extension Duration {
     }
 
     public var seconds: Double { timeInterval }
+}
+
+extension StringProtocol {
+    /// Lines split at any newline, CRLF included: a serial console writes CRLF, and Swift
+    /// treats "\r\n" as one Character, which a split at "\n" never finds.
+    public func lines(omittingEmpty: Bool = true) -> [SubSequence] {
+        split(omittingEmptySubsequences: omittingEmpty, whereSeparator: \.isNewline)
+    }
 }

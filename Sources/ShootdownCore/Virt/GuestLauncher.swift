@@ -6,6 +6,8 @@ public struct GuestOutcome: Sendable {
     public var timedOut: Bool
     /// Wall time from domain start until it stopped or was destroyed.
     public var wall: Duration
+    /// How long libvirt took to create and start the domain (part of `wall`).
+    public var startLatency: Duration = .zero
     public var console: Data
     public var results: Data
     /// Set when the domain could not be started at all.
@@ -21,6 +23,7 @@ public struct GuestLauncher: Sendable {
 
     let context: ToolContext
     let connection: LibvirtConnection
+    private let teardowns = Teardowns()
 
     public init(context: ToolContext, connection: LibvirtConnection) {
         self.context = context
@@ -44,7 +47,6 @@ public struct GuestLauncher: Sendable {
     public func boot(_ spec: DomainSpec, kernel: URL, initramfs: Data, timeout: Duration) throws -> GuestOutcome {
         let stage = URL(fileURLWithPath: spec.kernel).deletingLastPathComponent()
         try prepareStage(stage, spec: spec, kernel: kernel, initramfs: initramfs)
-        defer { try? FileManager.default.removeItem(at: stage) }
 
         let xml = try DomainXML.render(spec)
         let clock = ContinuousClock(), started = clock.now
@@ -52,18 +54,48 @@ public struct GuestLauncher: Sendable {
         do {
             domain = try connection.startTransient(xml: xml)
         } catch {
+            try? FileManager.default.removeItem(at: stage)
             return GuestOutcome(domainXML: xml, timedOut: false, wall: clock.now - started,
                                 console: readBounded(spec.consolePath, limit: Self.maxConsoleBytes), results: Data(),
                                 startError: "\(error)")
         }
+        let startLatency = clock.now - started
         ActiveDomains.shared.register(domain)
-        defer { ActiveDomains.shared.unregister(domain) }
-        let stopped = domain.waitForShutdown(deadline: started + timeout)
-        if !stopped { domain.destroy() }
+        let finished = waitForResult(domain, spec: spec, deadline: started + timeout)
         let wall = clock.now - started
-        return GuestOutcome(domainXML: xml, timedOut: !stopped, wall: wall,
-                            console: readBounded(spec.consolePath, limit: Self.maxConsoleBytes),
-                            results: readBounded(spec.resultPath, limit: Self.maxResultBytes), startError: nil)
+        let outcome = GuestOutcome(domainXML: xml, timedOut: finished == .timedOut, wall: wall, startLatency: startLatency,
+                                   console: readBounded(spec.consolePath, limit: Self.maxConsoleBytes),
+                                   results: readBounded(spec.resultPath, limit: Self.maxResultBytes), startError: nil)
+        // The result is complete; libvirt's teardown of the stopped guest (~2 s of QEMU
+        // exit and cleanup) overlaps with whatever the caller does next.
+        teardowns.remove(domain, stage: stage)
+        return outcome
+    }
+
+    enum Finish { case stopped, reported, timedOut }
+
+    /// Waits until the guest stops, or until the agent's final record and the kernel's
+    /// power-down line are both out (the guest has nothing more to say), or the deadline.
+    /// The files are checked before libvirt: while libvirt handles a guest's power-off,
+    /// a state query blocks for the whole teardown (over a second).
+    func waitForResult(_ domain: LibvirtDomain, spec: DomainSpec, deadline: ContinuousClock.Instant) -> Finish {
+        while true {
+            if fileTail(spec.resultPath).contains(Self.doneMarker)
+                && fileTail(spec.consolePath).contains(Self.powerDownMarker) {
+                return .reported
+            }
+            if ContinuousClock.now >= deadline { return .timedOut }
+            if !domain.isActive { return .stopped }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    static let doneMarker = Data(#"{"type":"done""#.utf8)
+    static let powerDownMarker = Data("reboot: Power down".utf8)
+
+    /// Waits for every guest this launcher handed to background teardown.
+    public func waitForTeardowns() {
+        teardowns.waitForAll()
     }
 
     /// Under qemu:///system QEMU runs as libvirt-qemu: the stage directory must be
@@ -96,4 +128,34 @@ func readBounded(_ path: String, limit: Int) -> Data {
     guard let handle = FileHandle(forReadingAtPath: path) else { return Data() }
     defer { try? handle.close() }
     return (try? handle.read(upToCount: limit)) ?? Data()
+}
+
+/// The last 4 KiB of a file: where the newest record or console line is.
+func fileTail(_ path: String, bytes: Int = 4096) -> Data {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return Data() }
+    defer { try? handle.close() }
+    guard let size = try? handle.seekToEnd() else { return Data() }
+    try? handle.seek(toOffset: size > UInt64(bytes) ? size - UInt64(bytes) : 0)
+    return (try? handle.readToEnd()) ?? Data()
+}
+
+/// Destroys finished guests and removes their stage folders off the caller's path.
+final class Teardowns: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private let queue = DispatchQueue(label: "shootdown.teardown", attributes: .concurrent)
+
+    func remove(_ domain: LibvirtDomain, stage: URL) {
+        group.enter()
+        queue.async { [group] in
+            domain.destroy()
+            _ = domain.waitForShutdown(deadline: .now + .seconds(60))
+            ActiveDomains.shared.unregister(domain)
+            try? FileManager.default.removeItem(at: stage)
+            group.leave()
+        }
+    }
+
+    func waitForAll() {
+        group.wait()
+    }
 }
