@@ -36,6 +36,7 @@
 
 #define AGENT_VERSION 1
 #define PLAN_PATH "/shootdown/plan"
+#define MODULES_DIR "/shootdown/modules"
 #define PORT_NAME "org.shootdown.results"
 #define CONSOLE_PREFIX "@@SHOOTDOWN-RECORD@@"
 #define TRACEFS "/sys/kernel/tracing"
@@ -498,6 +499,32 @@ static int open_result_port(void)
 	return -1;
 }
 
+/*
+ * Kernels that build virtio or virtio_console as modules (Debian 6.1) get them in
+ * MODULES_DIR with an "order" file, dependencies first. They are loaded before the
+ * result port is looked for; failures are logged and the port search decides.
+ */
+static void load_modules(void)
+{
+	struct buf order = { 0 };
+
+	if (!read_file(MODULES_DIR "/order", 4096, &order)) {
+		buf_free(&order);
+		return;
+	}
+	for (char *save, *name = strtok_r(order.p, "\n", &save); name; name = strtok_r(NULL, "\n", &save)) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), MODULES_DIR "/%s", name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) && errno != EEXIST))
+			agent_log(4, "module %s: %s\n", name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	buf_free(&order);
+}
+
 static void setup_output(void)
 {
 	if (console_fd < 0)
@@ -957,6 +984,7 @@ int main(void)
 	/* The kernel opened /dev/console as fds 0-2 if the initramfs has it. */
 	console_fd = fcntl(1, F_GETFD) >= 0 ? 1 : -1;
 	setup_filesystems();
+	load_modules();
 	setup_output();
 	read_plan(&plan);
 	setup_hugepages(&plan);

@@ -47,6 +47,16 @@ import Testing
         #expect(result.reason?.hasPrefix("check failed: data integrity") == true, "\(result.reason ?? "")")
     }
 
+    /// Debian 6.1 builds virtio and virtio_console as modules: the image must carry and
+    /// load them, or the result channel never appears.
+    @Test func debian61LoadsItsVirtioModules() throws {
+        let results = try Self.run(RunRequest(kernels: [.debian(version: "6.1.192")], arches: [.x86_64],
+                                              parameters: ["cycles=2"], timeoutSeconds: 120))
+        let result = try #require(results.first)
+        #expect(result.status == .pass, "\(result.reason ?? "")")
+        #expect(result.guest?.uname.hasPrefix("6.1.0-") == true)
+    }
+
     /// A guest that never reports is destroyed at the timeout and comes back as ERROR.
     @Test func hangingGuestIsErrorAndDestroyed() throws {
         let context = Self.context()

@@ -30,7 +30,8 @@ public struct GuestPlan: Sendable, Equatable {
 public struct GuestImage: Sendable {
     public var entries: [CPIOEntry]
 
-    public init(agent: Data, plan: GuestPlan, programs: [(id: String, binary: Data)]) {
+    public init(agent: Data, plan: GuestPlan, programs: [(id: String, binary: Data)],
+                modules: [(name: String, data: Data)] = []) {
         var entries: [CPIOEntry] = ["/dev", "/proc", "/sys", "/tmp", "/mnt", "/shootdown", "/shootdown/tests"]
             .map(CPIOEntry.directory)
         entries.append(CPIOEntry(path: "/dev/console", kind: .characterDevice(major: 5, minor: 1), permissions: 0o600))
@@ -38,6 +39,11 @@ public struct GuestImage: Sendable {
         entries.append(.file("/shootdown/plan", Data(plan.text.utf8)))
         for program in programs {
             entries.append(.file("/shootdown/tests/\(program.id)", program.binary, executable: true))
+        }
+        if !modules.isEmpty {
+            entries.append(.directory("/shootdown/modules"))
+            entries += modules.map { .file("/shootdown/modules/\($0.name)", $0.data) }
+            entries.append(.file("/shootdown/modules/order", Data(modules.map { $0.name + "\n" }.joined().utf8)))
         }
         self.entries = entries
     }

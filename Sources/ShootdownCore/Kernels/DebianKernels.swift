@@ -139,8 +139,8 @@ public struct DebianKernels: Sendable {
         }
         let release = String(vmlinuz.dropFirst("vmlinuz-".count))
 
-        // Only the boot files are kept; the modules are not needed (virtio console and
-        // PCI are built in) and would cost ~400 MB per kernel.
+        // The boot files are kept, and of the ~400 MB of modules only those the result
+        // channel needs when the kernel does not build them in (Debian 6.1).
         let staging = work.appendingPathComponent("keep")
         try FileManager.default.makeDirectory(staging)
         for name in [vmlinuz, "config-\(release)", "System.map-\(release)"] where files.contains(name) {
@@ -149,10 +149,18 @@ public struct DebianKernels: Sendable {
         func kept(_ name: String) -> URL? {
             files.contains(name) ? directory.appendingPathComponent(name) : nil
         }
+        let configText = (try? String(contentsOf: staging.appendingPathComponent("config-\(release)"), encoding: .utf8)) ?? ""
+        var modules: [URL]?
+        if let wanted = try GuestModules.needed(config: { KernelImage.value(of: $0, inConfig: configText) }, spec: spec) {
+            let names = try GuestModules.collect(wanted, from: extracted.appendingPathComponent("lib/modules/\(release)"),
+                                                 into: staging.appendingPathComponent("modules"), runner: context.runner, spec: spec)
+            modules = names.map { directory.appendingPathComponent("modules/\($0)") }
+        }
         let image = KernelImage(spec: spec, arch: package.arch, version: package.version,
                                 origin: "\(package.name) \(package.debianVersion)",
                                 kernel: directory.appendingPathComponent(vmlinuz),
-                                config: kept("config-\(release)"), systemMap: kept("System.map-\(release)"))
+                                config: kept("config-\(release)"), systemMap: kept("System.map-\(release)"),
+                                modules: modules)
         let metadata = JSONEncoder()
         metadata.outputFormatting = [.prettyPrinted, .sortedKeys]
         try metadata.encode(image).write(to: staging.appendingPathComponent("kernel.json"))

@@ -49,7 +49,12 @@ public struct KernelResolver: Sendable {
             let words = line.split(separator: " ")
             if words.count >= 3 { version = String(words[2]) }
         }
-        return KernelImage(spec: "file:\(path)", arch: arch, version: version, origin: url.path,
-                           kernel: url, config: config, systemMap: systemMap)
+        let image = KernelImage(spec: "file:\(path)", arch: arch, version: version, origin: url.path,
+                                kernel: url, config: config, systemMap: systemMap)
+        // Without a config there is nothing to check; the agent then falls back to the console.
+        if config != nil, try GuestModules.needed(config: { image.configValue($0) }, spec: image.spec) != nil {
+            throw ShootdownError.kernelUnusable(spec: image.spec, reason: "it builds virtio, virtio_pci or virtio_console as modules; build them in (=y) for file: kernels")
+        }
+        return image
     }
 }

@@ -49,10 +49,27 @@ public struct KernelImage: Sendable, Codable, Equatable {
     public var kernel: URL
     public var config: URL?
     public var systemMap: URL?
+    /// Modules the guest must load for its result channel, in load order (nil: built in).
+    public var modules: [URL]?
 
     /// Whether the kernel config sets an option (`CONFIG_X=y`); nil when no config is known.
     public func configValue(_ option: String) -> String? {
         guard let config, let text = try? String(contentsOf: config, encoding: .utf8) else { return nil }
+        return Self.value(of: option, inConfig: text)
+    }
+
+    /// The modules' names and contents, for the initramfs.
+    public func moduleFiles() throws -> [(name: String, data: Data)] {
+        try (modules ?? []).map { url in
+            do {
+                return (url.lastPathComponent, try Data(contentsOf: url))
+            } catch {
+                throw ShootdownError.kernelUnusable(spec: spec, reason: "cached module \(url.path) is unreadable; remove \(url.deletingLastPathComponent().deletingLastPathComponent().path) to download it again")
+            }
+        }
+    }
+
+    static func value(of option: String, inConfig text: String) -> String? {
         let prefix = option + "="
         for line in text.lines() where line.hasPrefix(prefix) {
             return String(line.dropFirst(prefix.count))

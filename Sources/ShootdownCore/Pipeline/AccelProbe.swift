@@ -51,7 +51,8 @@ public struct AccelProbe: Sendable {
         let launcher = GuestLauncher(context: context, connection: connection)
         let name = "shootdown-kvm-probe-\(getpid())"
         let spec = try launcher.stagedSpec(name: name, arch: arch, accel: .kvm, paravirt: nil, vcpus: 1, memoryMiB: 256)
-        let image = GuestImage(agent: agent, plan: GuestPlan(hugepages: 0, probes: [], tests: []), programs: [])
+        let image = GuestImage(agent: agent, plan: GuestPlan(hugepages: 0, probes: [], tests: []), programs: [],
+                               modules: try kernel.moduleFiles())
         let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: Self.probeTimeout)
         launcher.waitForTeardowns()
         let records = GuestRecords.parse(outcome.results)

@@ -144,7 +144,8 @@ public struct RunPipeline: Sendable {
         let programID = "test"
         let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
                              tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")])
-        let image = GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)])
+        let image = GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
+                               modules: try cell.kernel.moduleFiles())
         let archive = image.archive
         let name = "shootdown-\(runID)-\(index)"
         let spec = try launcher.stagedSpec(name: name, arch: cell.arch, accel: cell.accel, paravirt: cell.paravirt,
