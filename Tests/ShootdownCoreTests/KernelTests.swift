@@ -103,8 +103,8 @@ final class ScriptedRunner: CommandRunning, @unchecked Sendable {
         let x86 = directory.appendingPathComponent("vmlinuz-6.12.0-test"), arm = directory.appendingPathComponent("Image")
         try bzImage.write(to: x86)
         try image.write(to: arm)
-        try "# Linux/x86 6.12.0 Kernel Configuration\nCONFIG_HUGETLBFS=y\n".write(to: directory.appendingPathComponent("config-6.12.0-test"),
-                                                                                  atomically: true, encoding: .utf8)
+        let config = "# Linux/x86 6.12.0 Kernel Configuration\nCONFIG_HUGETLBFS=y\nCONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_CONSOLE=y\n"
+        try config.write(to: directory.appendingPathComponent("config-6.12.0-test"), atomically: true, encoding: .utf8)
         #expect(try KernelFormat.arch(ofImageAt: x86) == .x86_64)
         #expect(try KernelFormat.arch(ofImageAt: arm) == .aarch64)
         #expect(throws: ShootdownError.self) { try KernelFormat.arch(ofImageAt: directory.appendingPathComponent("config-6.12.0-test")) }
@@ -118,5 +118,9 @@ final class ScriptedRunner: CommandRunning, @unchecked Sendable {
         #expect(throws: ShootdownError.kernelUnusable(spec: "file:\(arm.path)", reason: "it is an aarch64 kernel; run it with --arch aarch64")) {
             try resolver.resolve(.file(path: arm.path), arch: .x86_64)
         }
+        // A file: kernel whose result channel drivers are modules cannot work: say so up front.
+        try config.replacingOccurrences(of: "CONFIG_VIRTIO_CONSOLE=y", with: "CONFIG_VIRTIO_CONSOLE=m")
+            .write(to: directory.appendingPathComponent("config-6.12.0-test"), atomically: true, encoding: .utf8)
+        #expect(throws: ShootdownError.self) { try resolver.resolve(.file(path: x86.path), arch: .x86_64) }
     }
 }
