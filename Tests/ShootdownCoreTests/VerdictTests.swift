@@ -168,6 +168,17 @@ enum SyntheticGuest {
         #expect(skipped.skipped)
     }
 
+    @Test func consoleFallbackRecordsAreRecovered() {
+        let console = "[    1.0] booting\r\n@@SHOOTDOWN-RECORD@@\(SyntheticGuest.boot())\r\n[    2.0] noise\r\n"
+            + "@@SHOOTDOWN-RECORD@@\(SyntheticGuest.test())\r\n@@SHOOTDOWN-RECORD@@\(SyntheticGuest.done)\r\n"
+        let records = GuestRecords.parse(GuestRecords.fromConsole(console))
+        #expect(records.boot != nil)
+        #expect(records.tests.count == 1)
+        #expect(records.finished)
+        #expect(records.rejected.isEmpty)
+        #expect(GuestRecords.fromConsole("[    1.0] nothing here\r\n").isEmpty)
+    }
+
     @Test func planMismatchIsError() {
         let tap = "1..3\nok 1 a\nok 2 b\n# metric ops=1\n"
         let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(output: tap), SyntheticGuest.done])

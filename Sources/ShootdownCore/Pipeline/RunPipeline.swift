@@ -152,16 +152,19 @@ public struct RunPipeline: Sendable {
                                            vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
         let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
                                         timeout: .seconds(cell.timeoutSeconds))
-        let records = GuestRecords.parse(outcome.results)
         let console = String(decoding: outcome.console, as: UTF8.self)
-        let verdict = VerdictBuilder.judge(.init(testID: programID, operation: test.operation, probes: test.probes,
-                                                 probeChecks: test.probeChecks,
-                                                 console: console, records: records, timedOut: outcome.timedOut,
-                                                 startError: outcome.startError, wall: outcome.wall,
-                                                 startLatency: outcome.startLatency,
-                                                 timeoutSeconds: cell.timeoutSeconds))
+        // No result port in the guest (a kernel without virtio console): the agent then
+        // writes its records to the console, behind a prefix.
+        let fallback = outcome.results.isEmpty ? GuestRecords.fromConsole(console) : Data()
+        let records = GuestRecords.parse(fallback.isEmpty ? outcome.results : fallback)
+        var input = VerdictBuilder.Input(testID: programID, operation: test.operation, probes: test.probes,
+                                         probeChecks: test.probeChecks, console: console, records: records,
+                                         timedOut: outcome.timedOut, startError: outcome.startError, wall: outcome.wall,
+                                         startLatency: outcome.startLatency, timeoutSeconds: cell.timeoutSeconds)
+        input.recordsFromConsole = !fallback.isEmpty
+        let verdict = VerdictBuilder.judge(input)
         artifacts.console = outcome.console
-        artifacts.records = outcome.results
+        artifacts.records = fallback.isEmpty ? outcome.results : fallback
         artifacts.dmesg = records.boot?.dmesg
         artifacts.testOutput = records.tests.first?.output
         artifacts.domainXML = outcome.domainXML

@@ -55,6 +55,13 @@ public struct GuestInfo: Sendable, Codable, Equatable {
     public var cpus: Int
     public var hugepages: HugepageCounters
     public var probes: [ProbeRegistration]
+    /// "virtio-serial", or "console" when the agent found no result port.
+    public var recordsChannel: String?
+
+    enum CodingKeys: String, CodingKey {
+        case uname, cpus, hugepages, probes
+        case recordsChannel = "records_channel"
+    }
 }
 
 /// The cell a result belongs to, as written into its result.json.

@@ -67,6 +67,17 @@ public struct GuestRecords: Sendable, Equatable {
     public var doneUptimeNs: Int64?
 
     public static let maxLineBytes = 4 << 20
+    /// The prefix of records the agent writes to the console when it finds no result port.
+    public static let consolePrefix = "@@SHOOTDOWN-RECORD@@"
+
+    /// The console fallback's records as a JSON Lines stream (empty when there are none).
+    public static func fromConsole(_ console: String) -> Data {
+        let records = console.lines().compactMap { line -> Substring? in
+            guard let range = line.range(of: consolePrefix) else { return nil }
+            return line[range.upperBound...]
+        }
+        return Data(records.joined(separator: "\n").utf8)
+    }
 
     /// Parses the JSON Lines stream strictly: every line is one object with a known
     /// `type`; anything else is rejected with a reason.

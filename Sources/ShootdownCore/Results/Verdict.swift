@@ -24,6 +24,8 @@ public enum VerdictBuilder {
         public var probeChecks: [ProbeCheck]
         public var console: String
         public var records: GuestRecords
+        /// The records came from the console fallback, not the virtio port.
+        public var recordsFromConsole = false
         public var timedOut: Bool
         public var startError: String?
         public var wall: Duration
@@ -56,7 +58,8 @@ public enum VerdictBuilder {
             totalSeconds: input.wall.seconds, startSeconds: input.startLatency?.seconds))
 
         if let boot = records.boot {
-            verdict.guest = GuestInfo(uname: boot.uname, cpus: boot.cpus, hugepages: boot.hugepages, probes: boot.probes)
+            verdict.guest = GuestInfo(uname: boot.uname, cpus: boot.cpus, hugepages: boot.hugepages, probes: boot.probes,
+                                      recordsChannel: input.recordsFromConsole ? "console" : "virtio-serial")
         }
         verdict.splats = uniqueSplats(SplatScanner.scan(input.console)
             + SplatScanner.scan(records.boot?.dmesg ?? "") + records.tests.flatMap { SplatScanner.scan($0.kmsg) })
