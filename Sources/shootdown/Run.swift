@@ -66,7 +66,7 @@ struct Run: ParsableCommand {
         if quiet {
             outcome.results.forEach { print(outcome.directory.cellDirectory($0.cell.id).appendingPathComponent("result.json").path) }
         } else {
-            print(TerminalReport.render(outcome.results), terminator: "")
+            print(TerminalReport.render(outcome.results, sweeps: outcome.sweeps), terminator: "")
             print("results: \(outcome.directory.url.path)")
         }
         if outcome.results.contains(where: { $0.status == .fail || $0.status == .error }) {

@@ -64,6 +64,11 @@ public struct RunDirectory: Sendable {
         try writeAtomically(try Self.encoder.encode(manifest), to: url.appendingPathComponent("run.json"))
     }
 
+    /// analysis.json: every sweep series with its fit and scaling class.
+    public func writeAnalysis(_ sweeps: [SweepSeries]) throws {
+        try writeAtomically(try Self.encoder.encode(["sweeps": sweeps]), to: url.appendingPathComponent("analysis.json"))
+    }
+
     /// Every complete cell result in the run, in cell-id order.
     public func results() throws -> [CellResult] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []

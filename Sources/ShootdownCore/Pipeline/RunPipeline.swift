@@ -12,6 +12,8 @@ public struct RunPipeline: Sendable {
     public struct Outcome: Sendable {
         public var directory: RunDirectory
         public var results: [CellResult]
+        /// Counters followed across swept parameters, with scaling verdicts.
+        public var sweeps: [SweepSeries]
     }
 
     /// Prepared inputs shared by every cell of one arch.
@@ -23,13 +25,13 @@ public struct RunPipeline: Sendable {
     public func run(_ request: RunRequest, runID: String? = nil,
                     onCell: @Sendable (CellResult, URL) -> Void = { _, _ in }) throws -> Outcome {
         try request.validate()
-        let (templates, rendered) = try renderTests(request)
+        let rendered = try renderTests(request)
         let kernels = try resolveKernels(request)
         let assets = try buildPrograms(rendered, arches: Set(kernels.map(\.arch)))
         let connection = try LibvirtConnection(uri: context.libvirtURI)
         ActiveDomains.shared.destroyOnInterrupt()
         let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets, connection: connection)
-        let cells = expandCells(request, kernels: kernels, decisions: decisions, tests: rendered, templates: templates)
+        let cells = expandCells(request, kernels: kernels, decisions: decisions, tests: rendered)
 
         let directory = try RunDirectory.create(root: context.paths.results, runID: runID)
         try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.0)))
@@ -47,11 +49,13 @@ public struct RunPipeline: Sendable {
             onCell(result, cellDirectory)
         }
         launcher.waitForTeardowns()
-        return Outcome(directory: directory, results: results)
+        let sweeps = SweepAnalysis.series(results)
+        if !sweeps.isEmpty { try directory.writeAnalysis(sweeps) }
+        return Outcome(directory: directory, results: results, sweeps: sweeps)
     }
 
     /// Templates → one rendered C program per parameter combination.
-    func renderTests(_ request: RunRequest) throws -> ([TestTemplate], [RenderedTest]) {
+    func renderTests(_ request: RunRequest) throws -> [RenderedTest] {
         let catalog = TemplateCatalog(resources: context.paths.resources)
         let templates = try request.tests.map { try catalog.template(named: $0) }
         var rendered: [RenderedTest] = []
@@ -62,7 +66,7 @@ public struct RunPipeline: Sendable {
             }
             rendered += try template.instances(overrides: own).map { try TemplateRenderer.render(template, $0) }
         }
-        return (templates, rendered)
+        return rendered
     }
 
     func resolveKernels(_ request: RunRequest) throws -> [KernelImage] {
@@ -111,19 +115,23 @@ public struct RunPipeline: Sendable {
         return decisions
     }
 
-    /// kernel × vCPU count × test instance, in that order.
+    /// kernel × vCPU count × test instance, in that order. A parameter that takes several
+    /// values in the run names every cell it appears in (`…-gib4`), the default one too.
     func expandCells(_ request: RunRequest, kernels: [KernelImage], decisions: [Arch: AccelDecision],
-                     tests: [RenderedTest], templates: [TestTemplate]) -> [(Cell, RenderedTest)] {
+                     tests: [RenderedTest]) -> [(Cell, RenderedTest)] {
+        var swept: [String: [String]] = [:]
+        for (name, group) in Dictionary(grouping: tests, by: \.instance.test) {
+            let parameters = group[0].instance.parameters.map(\.name)
+            swept[name] = parameters.filter { parameter in Set(group.compactMap { $0.instance.values[parameter] }).count > 1 }
+        }
         var cells: [(Cell, RenderedTest)] = []
         for kernel in kernels {
             let decision = decisions[kernel.arch]!
             for vcpus in request.vcpus {
                 for test in tests {
-                    let defaults = templates.first { $0.name == test.instance.test }!.defaultInstance.values
-                    let swept = test.instance.parameters.filter { defaults[$0.name] != $0.value }.map(\.name)
                     cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
                                        paravirt: request.paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
-                                       instance: test.instance, sweptParameters: swept,
+                                       instance: test.instance, sweptParameters: swept[test.instance.test] ?? [],
                                        timeoutSeconds: request.timeoutSeconds), test))
                 }
             }

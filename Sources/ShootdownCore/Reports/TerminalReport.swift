@@ -11,7 +11,7 @@ public enum TerminalReport {
         ("smp_call_function_many_cond", "smp_call_many"),
     ]
 
-    public static func render(_ results: [CellResult]) -> String {
+    public static func render(_ results: [CellResult], sweeps: [SweepSeries] = []) -> String {
         var rows: [[String]] = [["STATUS", "CELL", "BOOT", "TEST", "TOTAL", "OPS", "IPIs per op", "probe hits per op"]]
         for result in results {
             rows.append([result.status.rawValue, result.cell.id,
@@ -34,10 +34,42 @@ public enum TerminalReport {
                 }
             }
         }
+        text += scalingSection(sweeps)
         let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
         text += "\n" + CellStatus.allCases.compactMap { status in counts[status].map { "\($0) \(status.rawValue.lowercased())" } }
             .joined(separator: ", ") + "\n"
         return text
+    }
+
+    /// Metrics always shown for a sweep; others only when they scale.
+    static let headlineMetrics: Set<String> = ["probe:tlb_remove_table_sync_one", "probe:huge_pmd_share",
+                                               "ipi:CAL", "ipi:TLB", "ipi:IPI1"]
+
+    static func scalingSection(_ sweeps: [SweepSeries]) -> String {
+        let shown = sweeps.filter { headlineMetrics.contains($0.metric) || $0.verdict.scaling == .linear }
+        guard !shown.isEmpty else { return "" }
+        var text = ""
+        for (heading, series) in Dictionary(grouping: shown, by: { "\($0.axis)|\($0.group)" }).sorted(by: { $0.key < $1.key }) {
+            let first = series[0]
+            let xs = first.points.map { String(format: "%g", $0.x) }.joined(separator: ", ")
+            text += "\nscaling over \(first.axis) (\(xs)) for \(heading.split(separator: "|").last ?? ""):\n"
+            var rows: [[String]] = []
+            for item in series.sorted(by: { $0.metric < $1.metric }) {
+                let name = shortName(item.metric) + " per " + item.operation
+                let fit = item.verdict.fit
+                let slope = String(format: "%+.3f", fit.slope) + (fit.slopeStandardError.map { String(format: " ± %.3f", $0) } ?? "")
+                rows.append(["  " + name, item.verdict.scaling.rawValue,
+                             item.points.map { number($0.y) }.joined(separator: " → "), "slope \(slope) per \(item.axis)"])
+            }
+            text += table([["  metric", "scaling", "values", "fit"]] + rows)
+        }
+        return text
+    }
+
+    static func shortName(_ metric: String) -> String {
+        if metric.hasPrefix("ipi:") { return String(metric.dropFirst(4)) }
+        let symbol = String(metric.dropFirst(6))
+        return probeColumns.first { $0.symbol == symbol }?.short ?? symbol
     }
 
     static func seconds(_ value: Double?) -> String {
