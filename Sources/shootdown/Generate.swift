@@ -16,6 +16,12 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Template parameter key=value; lists and lo..hi ranges give one program each.")
     var param: [String] = []
 
+    @Option(name: .customLong("kselftest-patch"), help: "Write a format-patch that adds the tests to tools/testing/selftests/mm.")
+    var kselftestPatch: String?
+
+    @Option(name: .long, help: "Kernel tree or source tarball the patch applies to (default: the newest /usr/src/linux-source-*.tar.xz).")
+    var tree: String?
+
     @Flag(name: .long, help: "List the templates.")
     var list = false
 
@@ -40,21 +46,31 @@ struct Generate: ParsableCommand {
                 manifest.parameters.forEach { print("  " + $0.summary) }
                 return
             }
-            guard let out else {
-                throw ShootdownError.usage("say where to write: shootdown generate --out DIR (or --list, --describe TEST)")
-            }
             let names = test.isEmpty ? catalog.names() : test
-            var rendered: [RenderedTest] = []
-            for name in names {
-                let template = try catalog.template(named: name)
-                let own = param.filter { template.manifest.parameter(String($0.split(separator: "=").first ?? "")) != nil }
-                rendered += try template.instances(overrides: names.count == 1 ? param : own)
-                    .map { try TemplateRenderer.render(template, $0) }
+            let rendered = try catalog.render(tests: names, parameters: param)
+            if let kselftestPatch {
+                try writePatch(KselftestPatch(rendered: rendered), to: kselftestPatch, context: context)
+                return
+            }
+            guard let out else {
+                throw ShootdownError.usage("say where to write: shootdown generate --out DIR, or --kselftest-patch FILE (or --list, --describe TEST)")
             }
             let multiple = Dictionary(grouping: rendered, by: \.instance.test).values.contains { $0.count > 1 }
             let files = try SuiteExport(tests: rendered, multipleInstances: multiple)
                 .write(to: URL(fileURLWithPath: out))
             files.forEach { print($0.path) }
         }
+    }
+
+    func writePatch(_ patch: KselftestPatch, to path: String, context: ToolContext) throws {
+        guard let location = tree.map({ URL(fileURLWithPath: $0) }) ?? KernelTreeFiles.debianSourceTarball() else {
+            throw ShootdownError.usage("no kernel tree to patch: pass --tree DIR (or a source tarball), or apt-get install linux-source-6.12")
+        }
+        let files = KernelTreeFiles(location: location, runner: context.runner)
+        let text = try patch.render(makefile: try files.read("\(KselftestPatch.directory)/Makefile"),
+                                    runVmtests: try files.read("\(KselftestPatch.directory)/run_vmtests.sh"),
+                                    runner: context.runner)
+        try writeAtomically(text, to: URL(fileURLWithPath: path))
+        print("\(path): \(patch.tests.map(\.name).joined(separator: ", ")) for \(location.path)")
     }
 }

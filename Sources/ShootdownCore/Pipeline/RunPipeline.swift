@@ -56,17 +56,7 @@ public struct RunPipeline: Sendable {
 
     /// Templates → one rendered C program per parameter combination.
     func renderTests(_ request: RunRequest) throws -> [RenderedTest] {
-        let catalog = TemplateCatalog(resources: context.paths.resources)
-        let templates = try request.tests.map { try catalog.template(named: $0) }
-        var rendered: [RenderedTest] = []
-        for template in templates {
-            // With several tests, each takes the --param keys it knows; with one, all must fit.
-            let own = request.parameters.filter { override in
-                templates.count == 1 || template.manifest.parameter(String(override.split(separator: "=").first ?? "")) != nil
-            }
-            rendered += try template.instances(overrides: own).map { try TemplateRenderer.render(template, $0) }
-        }
-        return rendered
+        try TemplateCatalog(resources: context.paths.resources).render(tests: request.tests, parameters: request.parameters)
     }
 
     func resolveKernels(_ request: RunRequest) throws -> [KernelImage] {

@@ -47,6 +47,22 @@ public struct TemplateCatalog: Sendable {
     }
 }
 
+extension TemplateCatalog {
+    /// Renders every instance of the named tests. With several tests each takes the
+    /// `--param` keys it knows; with one, every key must fit it.
+    public func render(tests names: [String], parameters: [String]) throws -> [RenderedTest] {
+        let templates = try names.map { try template(named: $0) }
+        var rendered: [RenderedTest] = []
+        for template in templates {
+            let own = parameters.filter { override in
+                templates.count == 1 || template.manifest.parameter(String(override.split(separator: "=").first ?? "")) != nil
+            }
+            rendered += try template.instances(overrides: own).map { try TemplateRenderer.render(template, $0) }
+        }
+        return rendered
+    }
+}
+
 /// A template with every parameter bound: one program to build and run.
 public struct TestInstance: Sendable, Hashable, Codable {
     public var test: String
@@ -123,6 +139,8 @@ extension TestTemplate {
 public struct RenderedTest: Sendable, Equatable {
     public var instance: TestInstance
     public var source: String
+    public var summary: String
+    public var kselftestCategory: String
     public var hugepages: Int
     public var probes: [String]
     public var probeChecks: [ProbeCheck]
@@ -155,7 +173,8 @@ public enum TemplateRenderer {
             throw ShootdownError.templateInvalid(path: template.directory.path, message: "\(error)")
         }
         let pool = try PoolExpression(template.manifest.hugepages, known: Set(instance.values.keys))
-        return RenderedTest(instance: instance, source: compiled.render(context),
+        return RenderedTest(instance: instance, source: compiled.render(context), summary: template.manifest.summary,
+                            kselftestCategory: template.manifest.kselftestCategory,
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
                             probeChecks: template.manifest.probeChecks, operation: template.manifest.operation)
     }

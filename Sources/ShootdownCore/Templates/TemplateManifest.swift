@@ -16,10 +16,13 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
     /// Host checks on probe hits per operation (e.g. sharing really happened).
     public var probeChecks: [ProbeCheck]
     public var parameters: [ParameterSpec]
+    /// The run_vmtests.sh category an exported test joins; by default `hugetlb` for
+    /// tests that need the hugetlb pool and `thp` for the others.
+    public var kselftestCategory: String
 
     enum CodingKeys: String, CodingKey {
         case name, summary, description, operation, hugepages, probes, parameters
-        case probeChecks = "probe_checks"
+        case probeChecks = "probe_checks", kselftestCategory = "kselftest_category"
     }
 
     public init(from decoder: Decoder) throws {
@@ -32,6 +35,8 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
         probes = try container.decode([String].self, forKey: .probes)
         probeChecks = try container.decodeIfPresent([ProbeCheck].self, forKey: .probeChecks) ?? []
         parameters = try container.decode([ParameterSpec].self, forKey: .parameters)
+        kselftestCategory = try container.decodeIfPresent(String.self, forKey: .kselftestCategory)
+            ?? (hugepages.trimmingCharacters(in: .whitespaces) == "0" ? "thp" : "hugetlb")
     }
 
     public func parameter(_ name: String) -> ParameterSpec? {
