@@ -52,6 +52,25 @@ import XMLSupport
         #expect(Self.spec(.aarch64, .kvm, .off).commandLine.contains("no-steal-acc"))
     }
 
+    /// x86 under TCG runs single-threaded: the wrapper must rewrite only libvirt's
+    /// `-accel tcg` and pass every other argument through untouched.
+    @Test func singleThreadWrapperRewritesOnlyTheAccelerator() throws {
+        let stage = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-wrapper-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: stage) }
+        let context = ToolContext(paths: ToolPaths(cache: stage, results: stage, resources: stage, stage: stage))
+        let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: "test:///default"))
+        let wrapper = try launcher.singleThreadWrapper(for: "/bin/echo")
+        let output = try ProcessRunner().check(Command(wrapper.path, ["-name", "a b", "-accel", "tcg", "-append", "x -accel tcg", "-accel", "kvm"]))
+        #expect(output.stdout == "-name a b -accel tcg,thread=single -append x -accel tcg -accel kvm\n")
+        var spec = Self.spec(.x86_64, .tcg, nil)
+        #expect(spec.singleThreadedTCG)
+        #expect(!Self.spec(.aarch64, .tcg, nil).singleThreadedTCG && !Self.spec(.x86_64, .kvm, nil).singleThreadedTCG)
+        spec.emulatorWrapper = wrapper.path
+        #expect(try DomainXML.render(spec).contains("<emulator>\(wrapper.path)</emulator>"))
+        #expect(QemuCommandLine.arguments(for: spec).contains("tcg,thread=single"))
+        #expect(QemuCommandLine.arguments(for: spec).first == "/usr/bin/qemu-system-x86_64")
+    }
+
     @Test func rawQemuLineMirrorsTheDomain() {
         let line = QemuCommandLine.shellLine(for: Self.spec(.aarch64, .tcg, nil))
         GoldenFile.check(line + "\n", "qemu-aarch64-tcg.txt")

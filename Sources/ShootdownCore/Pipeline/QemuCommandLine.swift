@@ -13,8 +13,9 @@ public enum QemuCommandLine {
         if spec.accel == .kvm && spec.paravirt == .off && spec.arch == .x86_64 {
             cpu += ",kvm-pv-tlb-flush=off,kvm-pv-ipi=off,kvm-hint-dedicated=on"
         }
+        let accel = spec.accel.rawValue + (spec.singleThreadedTCG ? ",thread=single" : "")
         return [spec.emulator,
-                "-machine", "\(machine),accel=\(spec.accel.rawValue)", "-cpu", cpu,
+                "-machine", machine, "-accel", accel, "-cpu", cpu,
                 "-smp", String(spec.vcpus), "-m", "\(spec.memoryMiB)M",
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-kernel", spec.kernel, "-initrd", spec.initrd, "-append", spec.commandLine,

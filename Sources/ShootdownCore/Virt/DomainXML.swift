@@ -24,7 +24,7 @@ public enum DomainXML {
         }
 
         var devices = XMLElement("devices")
-        devices.append(XMLElement("emulator", text: spec.emulator))
+        devices.append(XMLElement("emulator", text: spec.emulatorWrapper ?? spec.emulator))
         devices.append(XMLElement("controller", [("type", "usb"), ("model", "none")]))
         var serial = XMLElement("serial", [("type", "file")])
         serial.append(XMLElement("source", [("path", spec.consolePath)]))

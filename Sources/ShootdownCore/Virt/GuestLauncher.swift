@@ -37,11 +37,42 @@ public struct GuestLauncher: Sendable {
             throw ShootdownError.toolMissing(tool: arch.qemuBinary, hint: "apt-get install \(arch == .x86_64 ? "qemu-system-x86" : "qemu-system-arm")")
         }
         let stage = context.paths.stage.appendingPathComponent(name)
-        return DomainSpec(name: name, arch: arch, accel: accel, paravirt: paravirt, vcpus: vcpus, memoryMiB: memoryMiB,
-                          emulator: emulator, kernel: stage.appendingPathComponent("kernel").path,
-                          initrd: stage.appendingPathComponent("initramfs.cpio").path,
-                          consolePath: stage.appendingPathComponent("console.log").path,
-                          resultPath: stage.appendingPathComponent("results.jsonl").path)
+        var spec = DomainSpec(name: name, arch: arch, accel: accel, paravirt: paravirt, vcpus: vcpus, memoryMiB: memoryMiB,
+                              emulator: emulator, kernel: stage.appendingPathComponent("kernel").path,
+                              initrd: stage.appendingPathComponent("initramfs.cpio").path,
+                              consolePath: stage.appendingPathComponent("console.log").path,
+                              resultPath: stage.appendingPathComponent("results.jsonl").path)
+        if spec.singleThreadedTCG {
+            spec.emulatorWrapper = try singleThreadWrapper(for: emulator).path
+        }
+        return spec
+    }
+
+    /// A wrapper around QEMU that turns libvirt's `-accel tcg` into
+    /// `-accel tcg,thread=single`. Written only when it changes, since libvirt re-probes
+    /// an emulator whose file changed.
+    func singleThreadWrapper(for emulator: String) throws -> URL {
+        let url = context.paths.stage.appendingPathComponent("bin/\(URL(fileURLWithPath: emulator).lastPathComponent)-tcg-single")
+        let script = """
+            #!/bin/sh
+            # Written by shootdown: QEMU with single-threaded TCG (libvirt has no knob for it).
+            # x86 guests under multi-threaded TCG crash at random at static-key patch sites.
+            prev=
+            for arg do
+                shift
+                if [ "$prev" = "-accel" ] && [ "${arg%%,*}" = tcg ]; then arg="$arg,thread=single"; fi
+                set -- "$@" "$arg"
+                prev=$arg
+            done
+            exec \(shellQuoted(emulator)) "$@"
+
+            """
+        if (try? String(contentsOf: url, encoding: .utf8)) != script {
+            try FileManager.default.makeDirectory(url.deletingLastPathComponent(), mode: 0o755)
+            try writeAtomically(script, to: url)
+        }
+        chmod(url.path, 0o755)
+        return url
     }
 
     public func boot(_ spec: DomainSpec, kernel: URL, initramfs: Data, timeout: Duration) throws -> GuestOutcome {
