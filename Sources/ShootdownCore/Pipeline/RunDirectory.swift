@@ -64,9 +64,19 @@ public struct RunDirectory: Sendable {
         try writeAtomically(try Self.encoder.encode(manifest), to: url.appendingPathComponent("run.json"))
     }
 
-    /// analysis.json: every sweep series with its fit and scaling class.
-    public func writeAnalysis(_ sweeps: [SweepSeries]) throws {
-        try writeAtomically(try Self.encoder.encode(["sweeps": sweeps]), to: url.appendingPathComponent("analysis.json"))
+    /// results.json: the whole run as one document (RunReport).
+    public func writeReport(_ report: RunReport) throws {
+        try writeAtomically(try Self.encoder.encode(report), to: url.appendingPathComponent("results.json"))
+    }
+
+    public func readReport() throws -> RunReport? {
+        let file = url.appendingPathComponent("results.json")
+        guard let data = try? Data(contentsOf: file) else { return nil }
+        do {
+            return try JSONDecoder().decode(RunReport.self, from: data)
+        } catch {
+            throw ShootdownError.io(path: file.path, message: "not a shootdown results.json (\(error))")
+        }
     }
 
     /// Every complete cell result in the run, in cell-id order.

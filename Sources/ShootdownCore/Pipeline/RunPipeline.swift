@@ -50,7 +50,7 @@ public struct RunPipeline: Sendable {
         }
         launcher.waitForTeardowns()
         let sweeps = SweepAnalysis.series(results)
-        if !sweeps.isEmpty { try directory.writeAnalysis(sweeps) }
+        try directory.writeReport(RunReport(runID: directory.runID, name: "run", cells: results, sweeps: sweeps))
         return Outcome(directory: directory, results: results, sweeps: sweeps)
     }
 

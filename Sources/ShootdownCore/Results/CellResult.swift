@@ -101,9 +101,13 @@ public struct CellResult: Sendable, Codable, Equatable {
     public var timings: CellTimings
     /// The console's last lines when the harness failed, to show without opening files.
     public var consoleTail: String?
+    /// A matrix spec's expectations for this cell; an unmet one makes the cell FAIL.
+    public var expectations: [ExpectationOutcome]?
+    /// For repeated cells: which repeat this is (1-based); nil when not repeated.
+    public var repeatIndex: Int?
 
     enum CodingKeys: String, CodingKey {
-        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings
-        case consoleTail = "console_tail"
+        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings, expectations
+        case consoleTail = "console_tail", repeatIndex = "repeat"
     }
 }
