@@ -47,7 +47,7 @@ struct Generate: ParsableCommand {
                 return
             }
             let names = test.isEmpty ? catalog.names() : test
-            let rendered = try catalog.render(tests: names, parameters: param)
+            let rendered = try catalog.render(RunRequest.selections(tests: names, parameters: param, catalog: catalog))
             if let kselftestPatch {
                 try writePatch(KselftestPatch(rendered: rendered), to: kselftestPatch, context: context)
                 return

@@ -35,44 +35,74 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Accelerator: auto (probe KVM), kvm or tcg.")
     var accel: String = "auto"
 
-    @Option(name: .long, help: "Paravirt features: on, off (default: the hypervisor's defaults).")
-    var paravirt: String?
+    @Option(name: .long, help: "Paravirt features: on, off (repeatable; default: the hypervisor's defaults).")
+    var paravirt: [String] = []
 
     @Option(name: .long, help: "Per-cell timeout in seconds (boot + test + power-off).")
     var timeout: Int = 300
 
-    @Option(name: .long, help: "Name of the run folder (default: a timestamp).")
-    var runID: String?
+    @Option(name: .long, help: "Run every cell this many times (median and spread are reported).")
+    var repeats: Int = 1
+
+    @OptionGroup var execution: ExecutionFlags
 
     @Flag(name: .long, help: "Print result.json paths instead of the table.")
     var quiet = false
 
     func run() throws {
         let context = global.makeContext()
-        let outcome = try reportingErrors { () -> RunPipeline.Outcome in
+        try reportingErrors {
+            let catalog = TemplateCatalog(resources: context.paths.resources)
             let request = RunRequest(
                 kernels: try (kernel.isEmpty ? ["debian"] : kernel).map(KernelSpec.init(parsing:)),
                 arches: arch.isEmpty ? nil : try arch.map(Arch.init(parsing:)),
+                paravirt: paravirt.isEmpty ? [nil] : try paravirt.map { try parseChoice($0, as: Paravirt.self, option: "--paravirt") },
                 vcpus: vcpus.isEmpty ? [4] : vcpus, memoryMiB: memory,
-                tests: test.isEmpty ? [RunRequest.defaultTest] : test, parameters: param,
+                tests: try RunRequest.selections(tests: test.isEmpty ? [RunRequest.defaultTest] : test, parameters: param, catalog: catalog),
                 accel: try parseChoice(accel, as: AcceleratorChoice.self, option: "--accel"),
-                paravirt: try paravirt.map { try parseChoice($0, as: Paravirt.self, option: "--paravirt") },
-                timeoutSeconds: timeout)
-            return try RunPipeline(context: context).run(request, runID: runID) { result, directory in
-                let line = "  \(result.status.rawValue) \(result.cell.id)" + (result.reason.map { ": \($0)" } ?? "")
-                context.log(line + " (\(String(format: "%.1f", result.timings.totalSeconds)) s, \(directory.path))")
-            }
-        }
-        if quiet {
-            outcome.results.forEach { print(outcome.directory.cellDirectory($0.cell.id).appendingPathComponent("result.json").path) }
-        } else {
-            print(TerminalReport.render(outcome.results, sweeps: outcome.sweeps), terminator: "")
-            print("results: \(outcome.directory.url.path)")
-        }
-        if outcome.results.contains(where: { $0.status == .fail || $0.status == .error }) {
-            throw ExitCode(1)
+                timeoutSeconds: timeout, repeats: repeats)
+            try runAndReport(request, context: context, execution: try execution.options(), quiet: quiet)
         }
     }
+}
+
+/// Parallelism, sharding and resuming, shared by `run` and `matrix`.
+struct ExecutionFlags: ParsableArguments {
+    @Option(name: .long, help: "Guests booted at once (default: from host CPUs and memory).")
+    var jobs: Int?
+
+    @Option(name: .long, help: "Run only slice I of N of the cells, e.g. 2/4 (merge the slices with shootdown merge).")
+    var shard: String?
+
+    @Option(name: .long, help: "Continue an interrupted run (its id or folder), skipping finished cells.")
+    var resume: String?
+
+    @Option(name: .long, help: "Name of the run folder (default: a timestamp).")
+    var runID: String?
+
+    func options() throws -> ExecutionOptions {
+        if let jobs, jobs < 1 { throw ShootdownError.usage("--jobs \(jobs): use 1 or more") }
+        return ExecutionOptions(jobs: jobs, shard: try shard.map(ExecutionOptions.parseShard), resume: resume, runID: runID)
+    }
+}
+
+/// Runs a request with a progress line per cell, then prints the report; exits 1 when a
+/// cell failed or erred or an expectation was not met.
+func runAndReport(_ request: RunRequest, context: ToolContext, execution: ExecutionOptions, quiet: Bool) throws {
+    let outcome = try RunPipeline(context: context).run(request, options: execution) { result, directory, progress in
+        var line = "  \(result.status.rawValue) \(result.cell.id)" + (result.reason.map { ": \($0)" } ?? "")
+        line += String(format: " (%.1f s) · %d/%d done", result.timings.totalSeconds, progress.done, progress.total)
+        if progress.failures > 0 { line += ", \(progress.failures) failed" }
+        if let remaining = progress.remainingSeconds, progress.done < progress.total { line += String(format: ", ETA %.0f s", remaining) }
+        context.log(line)
+    }
+    if quiet {
+        outcome.results.forEach { print(outcome.directory.cellDirectory($0.cell.id).appendingPathComponent("result.json").path) }
+    } else {
+        print(TerminalReport.render(outcome.report), terminator: "")
+        print("results: \(outcome.directory.url.path)")
+    }
+    if outcome.report.failed { throw ExitCode(1) }
 }
 
 func parseChoice<T: RawRepresentable & CaseIterable>(_ text: String, as type: T.Type, option: String) throws -> T

@@ -6,13 +6,20 @@ struct Shootdown: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shootdown",
         abstract: "Generate, boot and measure Linux mm selftests (hugetlb PMD sharing, TLB-flush IPIs) across kernels and arches.",
-        subcommands: [Run.self, Generate.self, Doctor.self, Kernels.self],
+        subcommands: [Run.self, Matrix.self, Report.self, Merge.self, Generate.self, Doctor.self, Kernels.self],
         defaultSubcommand: nil
     )
 }
 
 /// Options every subcommand that touches guests or results shares.
 struct GlobalOptions: ParsableArguments {
+    init() {}
+
+    init(libvirtURI: String?, results: String?) {
+        self.libvirtURI = libvirtURI
+        self.results = results
+    }
+
     @Option(name: .customLong("libvirt-uri"), help: "libvirt connection (default qemu:///system for root, qemu:///session otherwise).")
     var libvirtURI: String?
 

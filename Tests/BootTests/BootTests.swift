@@ -21,7 +21,7 @@ import Testing
     /// with the parent every fork/exit unshares a PMD table, so the table-free sync
     /// broadcast runs at least once per cycle.
     @Test func defaultForkExitPassesOnBothArches() throws {
-        let results = try Self.run(RunRequest(parameters: ["children=1", "cycles=10"], timeoutSeconds: 240))
+        let results = try Self.run(RunRequest(tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["children=1", "cycles=10"])], timeoutSeconds: 240))
         #expect(Set(results.map(\.cell.arch)) == [.x86_64, .aarch64])
         for result in results {
             #expect(result.status == .pass, "\(result.cell.id): \(result.reason ?? "")")
@@ -41,7 +41,7 @@ import Testing
 
     /// A check that fails inside the guest must arrive as FAIL on the host.
     @Test func brokenGuestCheckIsFail() throws {
-        let results = try Self.run(RunRequest(arches: [.x86_64], parameters: ["fault=corrupt", "cycles=2"], timeoutSeconds: 120))
+        let results = try Self.run(RunRequest(arches: [.x86_64], tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["fault=corrupt", "cycles=2"])], timeoutSeconds: 120))
         let result = try #require(results.first)
         #expect(result.status == .fail)
         #expect(result.reason?.hasPrefix("check failed: data integrity") == true, "\(result.reason ?? "")")
@@ -51,7 +51,7 @@ import Testing
     /// load them, or the result channel never appears.
     @Test func debian61LoadsItsVirtioModules() throws {
         let results = try Self.run(RunRequest(kernels: [.debian(version: "6.1.192")], arches: [.x86_64],
-                                              parameters: ["cycles=2"], timeoutSeconds: 120))
+                                              tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["cycles=2"])], timeoutSeconds: 120))
         let result = try #require(results.first)
         #expect(result.status == .pass, "\(result.reason ?? "")")
         #expect(result.guest?.uname.hasPrefix("6.1.0-") == true)

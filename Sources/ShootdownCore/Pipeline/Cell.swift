@@ -14,6 +14,22 @@ public struct Cell: Sendable, Codable, Equatable {
     /// Parameters that differ from the template's defaults, for the cell's name.
     public var sweptParameters: [String]
     public var timeoutSeconds: Int
+    /// Which repeat (1-based) when the run repeats cells; nil otherwise.
+    public var repeatIndex: Int?
+
+    public init(kernel: KernelImage, accel: Accelerator, accelReason: String, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
+                instance: TestInstance, sweptParameters: [String], timeoutSeconds: Int, repeatIndex: Int? = nil) {
+        self.kernel = kernel
+        self.accel = accel
+        self.accelReason = accelReason
+        self.paravirt = paravirt
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.instance = instance
+        self.sweptParameters = sweptParameters
+        self.timeoutSeconds = timeoutSeconds
+        self.repeatIndex = repeatIndex
+    }
 
     public var arch: Arch { kernel.arch }
 
@@ -24,6 +40,7 @@ public struct Cell: Sendable, Codable, Equatable {
         parts += ["\(vcpus)cpu", instance.test]
         let values = instance.values
         parts += sweptParameters.compactMap { name in values[name].map { "\(name)\($0)" } }
+        if let repeatIndex { parts.append("r\(repeatIndex)") }
         return parts.joined(separator: "-").map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" }
             .reduce(into: "") { $0.append($1) }
     }

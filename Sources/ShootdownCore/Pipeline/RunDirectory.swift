@@ -6,6 +6,19 @@ public struct RunDirectory: Sendable {
     public let url: URL
     public var runID: String { url.lastPathComponent }
 
+    public init(url: URL) {
+        self.url = url
+    }
+
+    /// A run given by id (under the results folder) or by path.
+    public static func locate(_ run: String, resultsRoot: URL) throws -> RunDirectory {
+        let candidates = [resultsRoot.appendingPathComponent(run), URL(fileURLWithPath: run)]
+        guard let url = candidates.first(where: { FileManager.default.fileExists(atPath: $0.appendingPathComponent("run.json").path) }) else {
+            throw ShootdownError.usage("no run at \(candidates.map(\.path).joined(separator: " or ")) (a run folder holds run.json)")
+        }
+        return RunDirectory(url: url)
+    }
+
     public static func create(root: URL, runID: String? = nil) throws -> RunDirectory {
         let id = runID ?? Self.newRunID()
         let url = root.appendingPathComponent(id)

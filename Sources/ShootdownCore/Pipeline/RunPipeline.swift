@@ -1,7 +1,8 @@
 import Foundation
 
 /// The whole pipeline for one run: templates → programs → kernels → cells → guests →
-/// verdicts, writing each cell's files before the next cell starts.
+/// verdicts. Cells run on a pool of workers; each cell's files are on disk before it
+/// counts as done, so an interrupted run can be resumed.
 public struct RunPipeline: Sendable {
     let context: ToolContext
 
@@ -14,6 +15,15 @@ public struct RunPipeline: Sendable {
         public var results: [CellResult]
         /// Counters followed across swept parameters, with scaling verdicts.
         public var sweeps: [SweepSeries]
+        public var report: RunReport
+    }
+
+    /// Where a run stands after each finished cell.
+    public struct Progress: Sendable {
+        public var done: Int
+        public var total: Int
+        public var failures: Int
+        public var remainingSeconds: Double?
     }
 
     /// Prepared inputs shared by every cell of one arch.
@@ -22,41 +32,96 @@ public struct RunPipeline: Sendable {
         var programs: [TestInstance: Data]
     }
 
-    public func run(_ request: RunRequest, runID: String? = nil,
-                    onCell: @Sendable (CellResult, URL) -> Void = { _, _ in }) throws -> Outcome {
-        try request.validate()
-        let rendered = try renderTests(request)
-        let kernels = try resolveKernels(request)
-        let assets = try buildPrograms(rendered, arches: Set(kernels.map(\.arch)))
-        let connection = try LibvirtConnection(uri: context.libvirtURI)
-        ActiveDomains.shared.destroyOnInterrupt()
-        let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets, connection: connection)
-        let cells = expandCells(request, kernels: kernels, decisions: decisions, tests: rendered)
-
-        let directory = try RunDirectory.create(root: context.paths.results, runID: runID)
-        try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.0)))
-        context.log("run \(directory.runID): \(cells.count) cell(s) → \(directory.url.path)")
-
-        let launcher = GuestLauncher(context: context, connection: connection)
-        var results: [CellResult] = []
-        for (index, (cell, test)) in cells.enumerated() {
-            context.log("[\(index + 1)/\(cells.count)] \(cell.id)")
-            let (result, artifacts) = try runCell(cell, test: test, assets: assets[cell.arch]!, launcher: launcher,
-                                                  runID: directory.runID, index: index)
-            // On disk before the next cell starts: an interrupted run loses nothing finished.
-            let cellDirectory = try directory.write(result, artifacts: artifacts)
-            results.append(result)
-            onCell(result, cellDirectory)
-        }
-        launcher.waitForTeardowns()
-        let sweeps = SweepAnalysis.series(results)
-        try directory.writeReport(RunReport(runID: directory.runID, name: "run", cells: results, sweeps: sweeps))
-        return Outcome(directory: directory, results: results, sweeps: sweeps)
+    /// A rendered test with the expectations of the selection it came from.
+    struct PlannedTest {
+        var test: RenderedTest
+        var expectations: [ScopedExpectation]
     }
 
-    /// Templates → one rendered C program per parameter combination.
-    func renderTests(_ request: RunRequest) throws -> [RenderedTest] {
-        try TemplateCatalog(resources: context.paths.resources).render(tests: request.tests, parameters: request.parameters)
+    public func run(_ request: RunRequest, options: ExecutionOptions = ExecutionOptions(),
+                    onCell: @Sendable (CellResult, URL, Progress) -> Void = { _, _, _ in }) throws -> Outcome {
+        try request.validate()
+        let tests = try renderTests(request)
+        let kernels = try resolveKernels(request)
+        let assets = try buildPrograms(tests.map(\.test), arches: Set(kernels.map(\.arch)))
+        ActiveDomains.shared.destroyOnInterrupt()
+        let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets)
+        var cells = expandCells(request, kernels: kernels, decisions: decisions, tests: tests)
+        if let shard = options.shard {
+            cells = cells.enumerated().filter { $0.offset % shard.count == shard.index - 1 }.map(\.element)
+        }
+
+        let directory = try openDirectory(options)
+        try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.cell)))
+        let finished = Set(try directory.results().map(\.cell.id))
+        let pending = cells.filter { !finished.contains($0.cell.id) }
+        let jobs = options.jobs ?? ExecutionOptions.defaultJobs(
+            cpus: ProcessInfo.processInfo.activeProcessorCount,
+            memoryMiB: Int(ProcessInfo.processInfo.physicalMemory >> 20), guestMemoryMiB: request.memoryMiB)
+        context.log("run \(directory.runID): \(cells.count) cell(s)" + (finished.isEmpty ? "" : ", \(cells.count - pending.count) already done")
+                    + ", \(jobs) at a time → \(directory.url.path)")
+
+        try execute(pending, jobs: max(1, min(jobs, pending.count)), assets: assets, directory: directory,
+                    alreadyDone: cells.count - pending.count, total: cells.count, onCell: onCell)
+
+        let report = try directory.rebuildReport(request: request)
+        return Outcome(directory: directory, results: report.cells, sweeps: report.sweeps, report: report)
+    }
+
+    func openDirectory(_ options: ExecutionOptions) throws -> RunDirectory {
+        guard let resume = options.resume else {
+            return try RunDirectory.create(root: context.paths.results, runID: options.runID)
+        }
+        return try RunDirectory.locate(resume, resultsRoot: context.paths.results)
+    }
+
+    /// Runs cells on `jobs` workers, each with its own libvirt connection, and reports
+    /// each finished cell. The first harness exception stops the other workers.
+    func execute(_ cells: [(cell: Cell, test: PlannedTest)], jobs: Int, assets: [Arch: ArchAssets], directory: RunDirectory,
+                 alreadyDone: Int, total: Int, onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
+        guard !cells.isEmpty else { return }
+        let board = WorkBoard(count: cells.count, alreadyDone: alreadyDone, total: total)
+        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
+            do {
+                let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: context.libvirtURI))
+                defer { launcher.waitForTeardowns() }
+                while let index = board.next() {
+                    let (cell, planned) = cells[index]
+                    context.log("[\(board.started)/\(total)] \(cell.id)")
+                    var (result, artifacts) = try runCell(cell, test: planned.test, assets: assets[cell.arch]!,
+                                                          launcher: launcher, runID: directory.runID, index: index)
+                    applyExpectations(planned.expectations, to: &result)
+                    // On disk before the cell counts as done: an interrupted run loses nothing finished.
+                    let cellDirectory = try directory.write(result, artifacts: artifacts)
+                    onCell(result, cellDirectory, board.finish(result, seconds: result.timings.totalSeconds, jobs: jobs))
+                }
+            } catch {
+                board.abort(error)
+            }
+        }
+        if let error = board.error { throw error }
+    }
+
+    /// Unmet expectations turn a passing cell into a failing one.
+    func applyExpectations(_ expectations: [ScopedExpectation], to result: inout CellResult) {
+        let outcomes = ExpectationCheck.evaluate(expectations, cell: result)
+        guard !outcomes.isEmpty else { return }
+        result.expectations = outcomes
+        if let unmet = outcomes.first(where: { !$0.met }), result.status == .pass {
+            result.status = .fail
+            result.reason = "expectation not met: \(unmet.rule) (\(unmet.detail))"
+        }
+    }
+
+    /// Templates → one rendered C program per parameter combination, with the
+    /// expectations that apply to it (the run's and its test's own).
+    func renderTests(_ request: RunRequest) throws -> [PlannedTest] {
+        let catalog = TemplateCatalog(resources: context.paths.resources)
+        return try request.tests.flatMap { selection in
+            try catalog.render([selection]).map {
+                PlannedTest(test: $0, expectations: request.expectations + selection.expectations)
+            }
+        }
     }
 
     func resolveKernels(_ request: RunRequest) throws -> [KernelImage] {
@@ -92,37 +157,45 @@ public struct RunPipeline: Sendable {
         return assets
     }
 
-    func chooseAccelerators(_ request: RunRequest, kernels: [KernelImage], assets: [Arch: ArchAssets],
-                            connection: LibvirtConnection) throws -> [Arch: AccelDecision] {
-        let probe = AccelProbe(context: context, connection: connection)
+    func chooseAccelerators(_ request: RunRequest, kernels: [KernelImage],
+                            assets: [Arch: ArchAssets]) throws -> [Arch: AccelDecision] {
         var decisions: [Arch: AccelDecision] = [:]
+        var probe: AccelProbe?
         for kernel in kernels where decisions[kernel.arch] == nil {
-            let decision = try probe.decide(arch: kernel.arch, choice: request.accel, kernel: kernel,
-                                            agent: assets[kernel.arch]!.agent)
+            let accelProbe = try probe ?? AccelProbe(context: context, connection: LibvirtConnection(uri: context.libvirtURI))
+            probe = accelProbe
+            let decision = try accelProbe.decide(arch: kernel.arch, choice: request.accel, kernel: kernel,
+                                                 agent: assets[kernel.arch]!.agent)
             context.log("accel \(kernel.arch): \(decision.reason)")
             decisions[kernel.arch] = decision
         }
         return decisions
     }
 
-    /// kernel × vCPU count × test instance, in that order. A parameter that takes several
-    /// values in the run names every cell it appears in (`…-gib4`), the default one too.
+    /// kernel × paravirt × vCPU count × test instance × repeat, in that order. A
+    /// parameter that takes several values names every cell it appears in (`…-gib4`).
     func expandCells(_ request: RunRequest, kernels: [KernelImage], decisions: [Arch: AccelDecision],
-                     tests: [RenderedTest]) -> [(Cell, RenderedTest)] {
+                     tests: [PlannedTest]) -> [(cell: Cell, test: PlannedTest)] {
         var swept: [String: [String]] = [:]
-        for (name, group) in Dictionary(grouping: tests, by: \.instance.test) {
+        for (name, group) in Dictionary(grouping: tests.map(\.test), by: \.instance.test) {
             let parameters = group[0].instance.parameters.map(\.name)
             swept[name] = parameters.filter { parameter in Set(group.compactMap { $0.instance.values[parameter] }).count > 1 }
         }
-        var cells: [(Cell, RenderedTest)] = []
+        var cells: [(cell: Cell, test: PlannedTest)] = []
         for kernel in kernels {
             let decision = decisions[kernel.arch]!
-            for vcpus in request.vcpus {
-                for test in tests {
-                    cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
-                                       paravirt: request.paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
-                                       instance: test.instance, sweptParameters: swept[test.instance.test] ?? [],
-                                       timeoutSeconds: request.timeoutSeconds), test))
+            for paravirt in request.paravirt {
+                for vcpus in request.vcpus {
+                    for planned in tests {
+                        for repeatIndex in 1...request.repeats {
+                            cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
+                                               paravirt: paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
+                                               instance: planned.test.instance,
+                                               sweptParameters: swept[planned.test.instance.test] ?? [],
+                                               timeoutSeconds: request.timeoutSeconds,
+                                               repeatIndex: request.repeats > 1 ? repeatIndex : nil), planned))
+                        }
+                    }
                 }
             }
         }
@@ -134,7 +207,8 @@ public struct RunPipeline: Sendable {
         var artifacts = RunDirectory.CellArtifacts()
         if let reason = cell.skipReason {
             let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,
-                                    metrics: [:], splats: [], guest: nil, timings: CellTimings(totalSeconds: 0))
+                                    metrics: [:], splats: [], guest: nil, timings: CellTimings(totalSeconds: 0),
+                                    repeatIndex: cell.repeatIndex)
             return (result, artifacts)
         }
         // The agent kills a hung test well before the host gives up on the whole guest.
@@ -145,7 +219,7 @@ public struct RunPipeline: Sendable {
         let image = GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
                                modules: try cell.kernel.moduleFiles())
         let archive = image.archive
-        let name = "shootdown-\(runID)-\(index)"
+        let name = "shootdown-\(runID)-\(cell.id)".prefix(200).map { $0 == "." ? "_" : $0 }.reduce(into: "") { $0.append($1) }
         let spec = try launcher.stagedSpec(name: name, arch: cell.arch, accel: cell.accel, paravirt: cell.paravirt,
                                            vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
         let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
@@ -172,7 +246,7 @@ public struct RunPipeline: Sendable {
         let result = CellResult(cell: cell.descriptor, status: verdict.status, reason: verdict.reason,
                                 checks: verdict.checks, counters: verdict.counters, metrics: verdict.metrics,
                                 splats: verdict.splats, guest: verdict.guest, timings: verdict.timings,
-                                consoleTail: verdict.consoleTail)
+                                consoleTail: verdict.consoleTail, repeatIndex: cell.repeatIndex)
         return (result, artifacts)
     }
 }
@@ -212,5 +286,48 @@ enum Reproducer {
         exec \(QemuCommandLine.shellLine(for: local))
 
         """
+    }
+}
+
+/// Hands out cell indices to workers and keeps the run's progress.
+final class WorkBoard: @unchecked Sendable {
+    private let lock = NSLock()
+    private let count: Int
+    private let total: Int
+    private var nextIndex = 0
+    private var done: Int
+    private var failures = 0
+    private var cellSeconds: [Double] = []
+    private(set) var error: Error?
+
+    init(count: Int, alreadyDone: Int, total: Int) {
+        self.count = count
+        self.done = alreadyDone
+        self.total = total
+    }
+
+    var started: Int { lock.withLock { done + (nextIndex - cellSeconds.count) } }
+
+    func next() -> Int? {
+        lock.withLock {
+            guard error == nil, nextIndex < count else { return nil }
+            defer { nextIndex += 1 }
+            return nextIndex
+        }
+    }
+
+    func finish(_ result: CellResult, seconds: Double, jobs: Int) -> RunPipeline.Progress {
+        lock.withLock {
+            done += 1
+            cellSeconds.append(seconds)
+            if result.status == .fail || result.status == .error { failures += 1 }
+            let mean = cellSeconds.reduce(0, +) / Double(cellSeconds.count)
+            let remaining = Double(total - done) * mean / Double(jobs)
+            return RunPipeline.Progress(done: done, total: total, failures: failures, remainingSeconds: remaining)
+        }
+    }
+
+    func abort(_ error: Error) {
+        lock.withLock { if self.error == nil { self.error = error } }
     }
 }

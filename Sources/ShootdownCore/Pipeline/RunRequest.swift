@@ -1,30 +1,45 @@
-/// What `shootdown run` was asked to do; recorded in run.json.
+/// What a run was asked to do; recorded in run.json. `shootdown run` builds one from its
+/// options, `shootdown matrix` from a spec file.
 public struct RunRequest: Sendable, Codable, Equatable {
+    public var name: String
     public var kernels: [KernelSpec]
     /// nil: every arch the kernels serve.
     public var arches: [Arch]?
+    /// nil entries leave the hypervisor's defaults alone.
+    public var paravirt: [Paravirt?]
     public var vcpus: [Int]
     public var memoryMiB: Int
-    public var tests: [String]
-    public var parameters: [String]
+    public var tests: [TestSelection]
     public var accel: AcceleratorChoice
-    public var paravirt: Paravirt?
     public var timeoutSeconds: Int
+    public var repeats: Int
+    /// Expectations for every cell and sweep (tests carry their own too).
+    public var expectations: [ScopedExpectation]
 
     public static let defaultTest = "hugetlb-share-fork-exit"
 
-    public init(kernels: [KernelSpec] = [.debian(version: nil)], arches: [Arch]? = nil, vcpus: [Int] = [4],
-                memoryMiB: Int = 1024, tests: [String] = [RunRequest.defaultTest], parameters: [String] = [],
-                accel: AcceleratorChoice = .auto, paravirt: Paravirt? = nil, timeoutSeconds: Int = 300) {
+    public init(name: String = "run", kernels: [KernelSpec] = [.debian(version: nil)], arches: [Arch]? = nil,
+                paravirt: [Paravirt?] = [nil], vcpus: [Int] = [4], memoryMiB: Int = 1024,
+                tests: [TestSelection] = [TestSelection(name: RunRequest.defaultTest)],
+                accel: AcceleratorChoice = .auto, timeoutSeconds: Int = 300, repeats: Int = 1,
+                expectations: [ScopedExpectation] = []) {
+        self.name = name
         self.kernels = kernels
         self.arches = arches
+        self.paravirt = paravirt
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
         self.tests = tests
-        self.parameters = parameters
         self.accel = accel
-        self.paravirt = paravirt
         self.timeoutSeconds = timeoutSeconds
+        self.repeats = repeats
+        self.expectations = expectations
+    }
+
+    public init(spec: MatrixSpec) {
+        self.init(name: spec.name, kernels: spec.kernels, arches: spec.arches, paravirt: spec.paravirt, vcpus: spec.vcpus,
+                  memoryMiB: spec.memoryMiB, tests: spec.tests, accel: spec.accel, timeoutSeconds: spec.timeoutSeconds,
+                  repeats: spec.repeats, expectations: spec.expectations)
     }
 
     /// Rejects requests that cannot work before anything is downloaded or booted.
@@ -40,5 +55,56 @@ public struct RunRequest: Sendable, Codable, Equatable {
         guard (10...86400).contains(timeoutSeconds) else {
             throw ShootdownError.usage("--timeout \(timeoutSeconds): use 10 to 86400 seconds")
         }
+        guard (1...100).contains(repeats) else { throw ShootdownError.usage("--repeats \(repeats): use 1 to 100") }
+    }
+
+    /// `--test a --test b --param k=v`: each test takes the keys it knows; with one test
+    /// every key must fit it (so a typo is an error, not a silently ignored option).
+    public static func selections(tests names: [String], parameters: [String], catalog: TemplateCatalog) throws -> [TestSelection] {
+        guard names.count > 1 else { return names.map { TestSelection(name: $0, parameters: parameters) } }
+        return try names.map { name in
+            let manifest = try catalog.template(named: name).manifest
+            return TestSelection(name: name, parameters: parameters.filter {
+                manifest.parameter(String($0.split(separator: "=").first ?? "")) != nil
+            })
+        }
+    }
+}
+
+/// How to execute a run, as opposed to what it measures.
+public struct ExecutionOptions: Sendable, Equatable {
+    /// Guests booted at once; nil derives it from host CPUs and memory.
+    public var jobs: Int?
+    /// Run only slice `index` (1-based) of `count`: every cell lands in exactly one slice.
+    public var shard: (index: Int, count: Int)?
+    /// Continue this run folder, skipping cells with a complete result.
+    public var resume: String?
+    public var runID: String?
+
+    public init(jobs: Int? = nil, shard: (index: Int, count: Int)? = nil, resume: String? = nil, runID: String? = nil) {
+        self.jobs = jobs
+        self.shard = shard
+        self.resume = resume
+        self.runID = runID
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.jobs == rhs.jobs && lhs.shard?.index == rhs.shard?.index && lhs.shard?.count == rhs.shard?.count
+            && lhs.resume == rhs.resume && lhs.runID == rhs.runID
+    }
+
+    /// `2/4` → (2, 4).
+    public static func parseShard(_ text: String) throws -> (index: Int, count: Int) {
+        let parts = text.split(separator: "/").compactMap { Int($0) }
+        guard parts.count == 2, parts[1] >= 1, (1...parts[1]).contains(parts[0]) else {
+            throw ShootdownError.usage("--shard \(text): use I/N with 1 ≤ I ≤ N, e.g. --shard 2/4")
+        }
+        return (parts[0], parts[1])
+    }
+
+    /// One guest per two host CPUs (a TCG guest keeps about two busy) and per guest's
+    /// memory plus 512 MiB of QEMU overhead, leaving a quarter of the memory free.
+    public static func defaultJobs(cpus: Int, memoryMiB: Int, guestMemoryMiB: Int) -> Int {
+        max(1, min(cpus / 2, memoryMiB * 3 / 4 / (guestMemoryMiB + 512)))
     }
 }

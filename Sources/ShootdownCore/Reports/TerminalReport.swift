@@ -7,11 +7,19 @@ public enum TerminalReport {
     static let probeColumns: [(symbol: String, short: String)] = [
         ("tlb_remove_table_sync_one", "sync_one"),
         ("huge_pmd_share", "pmd_share"),
-        ("huge_pmd_unshare_flush", "unshare_flush"),
+        ("tlb_remove_table_smp_sync", "smp_sync"),
+        ("pmdp_collapse_flush", "collapse_flush"),
         ("smp_call_function_many_cond", "smp_call_many"),
     ]
 
     public static func render(_ results: [CellResult], sweeps: [SweepSeries] = []) -> String {
+        render(RunReport(runID: "", name: "run", cells: results, sweeps: sweeps))
+    }
+
+    /// Failures first, then the table, repeat spreads, scaling and expectations.
+    public static func render(_ report: RunReport) -> String {
+        let results = report.cells
+        var text = failureSection(report)
         var rows: [[String]] = [["STATUS", "CELL", "BOOT", "TEST", "TOTAL", "OPS", "IPIs per op", "probe hits per op"]]
         for result in results {
             rows.append([result.status.rawValue, result.cell.id,
@@ -20,25 +28,58 @@ public enum TerminalReport {
                          result.counters?.operations.map(String.init) ?? "-",
                          ipiSummary(result), probeSummary(result)])
         }
-        var text = table(rows)
-        let notable = results.filter { $0.status != .pass }
-        if !notable.isEmpty {
-            text += "\n"
-            for result in notable.sorted(by: { $0.status > $1.status }) {
-                text += "\(result.status.rawValue) \(result.cell.id): \(result.reason ?? "no reason recorded")\n"
-                if let splat = result.splats.first {
-                    text += splat.excerpt.lines().prefix(12).map { "    \($0)" }.joined(separator: "\n") + "\n"
-                } else if let consoleTail = result.consoleTail, !consoleTail.isEmpty {
-                    text += "    console tail:\n"
-                    text += consoleTail.lines().suffix(8).map { "    \($0)" }.joined(separator: "\n") + "\n"
-                }
-            }
+        text += table(rows)
+        text += repeatSection(results)
+        text += scalingSection(report.sweeps)
+        let cellRules = results.flatMap { $0.expectations ?? [] }
+        let rules = cellRules + report.sweepExpectations
+        if !rules.isEmpty {
+            text += "\nexpectations: \(rules.filter(\.met).count) of \(rules.count) met\n"
         }
-        text += scalingSection(sweeps)
         let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
         text += "\n" + CellStatus.allCases.compactMap { status in counts[status].map { "\($0) \(status.rawValue.lowercased())" } }
             .joined(separator: ", ") + "\n"
         return text
+    }
+
+    static func failureSection(_ report: RunReport) -> String {
+        var text = ""
+        for result in report.cells.filter({ $0.status != .pass }).sorted(by: { $0.status > $1.status }) {
+            text += "\(result.status.rawValue) \(result.cell.id): \(result.reason ?? "no reason recorded")\n"
+            if let splat = result.splats.first {
+                text += splat.excerpt.lines().prefix(12).map { "    \($0)" }.joined(separator: "\n") + "\n"
+            } else if let consoleTail = result.consoleTail, !consoleTail.isEmpty {
+                text += "    console tail:\n"
+                text += consoleTail.lines().suffix(8).map { "    \($0)" }.joined(separator: "\n") + "\n"
+            }
+        }
+        for outcome in report.sweepExpectations where !outcome.met {
+            text += "FAIL expectation \(outcome.rule) for \(outcome.subject): \(outcome.detail)\n"
+        }
+        return text.isEmpty ? "" : text + "\n"
+    }
+
+    /// Median and spread of the headline figures over a cell's repeats.
+    static func repeatSection(_ results: [CellResult]) -> String {
+        let repeated = Dictionary(grouping: results.filter { $0.repeatIndex != nil && $0.status == .pass }) { result in
+            result.cell.id.replacingOccurrences(of: "-r\(result.repeatIndex!)", with: "", options: .anchored.union(.backwards))
+        }.filter { $0.value.count > 1 }
+        guard !repeated.isEmpty else { return "" }
+        var rows: [[String]] = [["  cell", "n", "metric", "median", "spread (min..max)"]]
+        for (base, cells) in repeated.sorted(by: { $0.key < $1.key }) {
+            for metric in SweepAnalysis.metrics(cells) where headlineMetrics.contains(metric) {
+                let values = cells.compactMap { SweepAnalysis.value(of: metric, in: $0) }.sorted()
+                guard let low = values.first, let high = values.last else { continue }
+                rows.append(["  " + base, String(values.count), shortName(metric), number(median(values)),
+                             "\(number(low))..\(number(high))"])
+            }
+        }
+        return "\nrepeats:\n" + table(rows)
+    }
+
+    static func median(_ sorted: [Double]) -> Double {
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     /// Metrics always shown for a sweep; others only when they scale.

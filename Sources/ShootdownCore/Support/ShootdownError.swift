@@ -13,6 +13,7 @@ public enum ShootdownError: Error, Equatable, CustomStringConvertible, Localized
     case templateInvalid(path: String, message: String)
     case libvirt(operation: String, message: String)
     case io(path: String, message: String)
+    case specInvalid(location: String, message: String)
 
     public var description: String {
         switch self {
@@ -39,6 +40,8 @@ public enum ShootdownError: Error, Equatable, CustomStringConvertible, Localized
             return "libvirt \(operation) failed: \(message)"
         case .io(let path, let message):
             return "\(path): \(message)"
+        case .specInvalid(let location, let message):
+            return "\(location): \(message)"
         }
     }
 

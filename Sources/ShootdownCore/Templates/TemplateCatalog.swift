@@ -48,18 +48,12 @@ public struct TemplateCatalog: Sendable {
 }
 
 extension TemplateCatalog {
-    /// Renders every instance of the named tests. With several tests each takes the
-    /// `--param` keys it knows; with one, every key must fit it.
-    public func render(tests names: [String], parameters: [String]) throws -> [RenderedTest] {
-        let templates = try names.map { try template(named: $0) }
-        var rendered: [RenderedTest] = []
-        for template in templates {
-            let own = parameters.filter { override in
-                templates.count == 1 || template.manifest.parameter(String(override.split(separator: "=").first ?? "")) != nil
-            }
-            rendered += try template.instances(overrides: own).map { try TemplateRenderer.render(template, $0) }
+    /// Renders every instance of the selected tests, each with its own parameters.
+    public func render(_ selections: [TestSelection]) throws -> [RenderedTest] {
+        try selections.flatMap { selection -> [RenderedTest] in
+            let template = try template(named: selection.name)
+            return try template.instances(overrides: selection.parameters).map { try TemplateRenderer.render(template, $0) }
         }
-        return rendered
     }
 }
 
