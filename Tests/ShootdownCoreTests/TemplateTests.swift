@@ -13,12 +13,20 @@ import Testing
         #expect(manifest.probes.contains("tlb_remove_table_sync_one"))
     }
 
-    @Test func defaultRenderingMatchesGolden() throws {
-        let template = try Self.catalog.template(named: Self.forkExit)
+    @Test(arguments: TemplateCatalog(resources: Repository.root).names())
+    func defaultRenderingMatchesGolden(name: String) throws {
+        let template = try Self.catalog.template(named: name)
         let rendered = try TemplateRenderer.render(template, template.defaultInstance)
-        GoldenFile.check(rendered.source, "\(Self.forkExit)-default.c")
+        GoldenFile.check(rendered.source, "\(name)-default.c")
         #expect(!rendered.source.contains("{{"))
-        #expect(rendered.hugepages == 2 * 8 + 8)
+        #expect(rendered.source.hasPrefix("// SPDX-License-Identifier: GPL-2.0"))
+    }
+
+    @Test func poolSizeFollowsTheParameters() throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        #expect(try TemplateRenderer.render(template, template.defaultInstance).hugepages == 2 * 8 + 8)
+        #expect(try Self.catalog.template(named: "madv-collapse").manifest.kselftestCategory == "thp")
+        #expect(template.manifest.kselftestCategory == "hugetlb")
     }
 
     @Test func overridesReachTheSource() throws {
