@@ -1,4 +1,29 @@
 internal import CLibXML2
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// libxml2 initialises its parser and XSD datatype tables lazily and not thread-safely;
+/// concurrent first use fails with "Type 'unsignedInt' is not exported". Initialise once
+/// and keep RelaxNG work on one thread at a time.
+private final class LibXMLGate: @unchecked Sendable {
+    static let shared = LibXMLGate()
+    private var mutex = pthread_mutex_t()
+
+    private init() {
+        pthread_mutex_init(&mutex, nil)
+        xmlInitParser()
+        xmlRelaxNGInitTypes()
+    }
+
+    func run<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}
 
 public enum XMLSupportError: Error, Equatable, CustomStringConvertible {
     case serialisationFailed
@@ -78,6 +103,10 @@ public struct RelaxNGValidator: Sendable {
 
     /// Returns the validation errors; an empty array means the document is valid.
     public func validate(_ xml: String) throws -> [String] {
+        try LibXMLGate.shared.run { try validateUnlocked(xml) }
+    }
+
+    private func validateUnlocked(_ xml: String) throws -> [String] {
         let sink = ErrorSink()
         let context = Unmanaged.passUnretained(sink).toOpaque()
         return try withExtendedLifetime(sink) {

@@ -179,6 +179,25 @@ enum SyntheticGuest {
         #expect(GuestRecords.fromConsole("[    1.0] nothing here\r\n").isEmpty)
     }
 
+    @Test func paravirtEvidenceMustMatchTheRequest() {
+        func judge(_ requested: Paravirt, _ arch: Arch, dmesg: String) -> Verdict {
+            var input = VerdictBuilder.Input(testID: "test", operation: "fork-exit", probes: [], console: "",
+                                             records: GuestRecords.parse(Data([SyntheticGuest.boot(dmesg: dmesg), SyntheticGuest.test(),
+                                                                               SyntheticGuest.done].joined(separator: "\n").utf8)),
+                                             timedOut: false, startError: nil, wall: .seconds(5), timeoutSeconds: 60)
+            input.paravirt = (requested, arch)
+            return VerdictBuilder.judge(input)
+        }
+        let pvLog = "6,300,1000,-;KVM setup pv remote TLB flush\n"
+        #expect(judge(.on, .x86_64, dmesg: pvLog).status == .pass)
+        #expect(judge(.off, .x86_64, dmesg: "6,1,1,-;Linux version\n").status == .pass)
+        let contradicted = judge(.off, .x86_64, dmesg: pvLog)
+        #expect(contradicted.status == .fail)
+        #expect(contradicted.reason == "setup: paravirt off in effect: guest log shows 'KVM setup pv remote TLB flush'")
+        #expect(judge(.on, .aarch64, dmesg: "6,1,1,-;arm-pv: using stolen time PV\n").status == .pass)
+        #expect(judge(.on, .aarch64, dmesg: "6,1,1,-;nothing\n").status == .fail)
+    }
+
     @Test func planMismatchIsError() {
         let tap = "1..3\nok 1 a\nok 2 b\n# metric ops=1\n"
         let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(output: tap), SyntheticGuest.done])

@@ -13,7 +13,8 @@ public enum QemuCommandLine {
         if spec.accel == .kvm && spec.paravirt == .off && spec.arch == .x86_64 {
             cpu += ",kvm-pv-tlb-flush=off,kvm-pv-ipi=off,kvm-hint-dedicated=on"
         }
-        let accel = spec.accel.rawValue + (spec.singleThreadedTCG ? ",thread=single" : "")
+        let accel = spec.accel.rawValue + spec.qemuSuffixes.accel
+        cpu += spec.qemuSuffixes.cpu
         return [spec.emulator,
                 "-machine", machine, "-accel", accel, "-cpu", cpu,
                 "-smp", String(spec.vcpus), "-m", "\(spec.memoryMiB)M",

@@ -234,6 +234,7 @@ public struct RunPipeline: Sendable {
                                          timedOut: outcome.timedOut, startError: outcome.startError, wall: outcome.wall,
                                          startLatency: outcome.startLatency, timeoutSeconds: cell.timeoutSeconds)
         input.recordsFromConsole = !fallback.isEmpty
+        input.paravirt = cell.paravirt.map { ($0, cell.arch) }
         let verdict = VerdictBuilder.judge(input)
         artifacts.console = outcome.console
         artifacts.records = fallback.isEmpty ? outcome.results : fallback

@@ -26,6 +26,8 @@ public enum VerdictBuilder {
         public var records: GuestRecords
         /// The records came from the console fallback, not the virtio port.
         public var recordsFromConsole = false
+        /// The paravirt setting the cell asked for, checked against the guest's own log.
+        public var paravirt: (requested: Paravirt, arch: Arch)?
         public var timedOut: Bool
         public var startError: String?
         public var wall: Duration
@@ -100,6 +102,13 @@ public enum VerdictBuilder {
 
         verdict.checks.append(Check(name: "no kernel splat", passed: verdict.splats.isEmpty,
                                     detail: verdict.splats.first?.title, source: "host"))
+        if let paravirt = input.paravirt, let boot = records.boot {
+            let check = paravirtEvidence(requested: paravirt.requested, arch: paravirt.arch, dmesg: boot.dmesg)
+            verdict.checks.append(check)
+            if !check.passed && harnessProblem == nil && testProblem == nil {
+                testProblem = (.fail, "setup: \(check.name): \(check.detail ?? "")")
+            }
+        }
         if let splat = verdict.splats.first {
             verdict.status = .fail
             verdict.reason = "kernel splat: \(splat.title)"
@@ -131,6 +140,21 @@ public enum VerdictBuilder {
         return Check(name: "hugetlb pool unchanged across the test", passed: passed,
                      detail: "free \(freeBefore)→\(freeAfter), resv \(before.resv ?? 0)→\(after.resv ?? 0), surplus \(before.surp ?? 0)→\(after.surp ?? 0)",
                      source: "host")
+    }
+
+    /// What a guest prints when it uses its hypervisor's paravirt features: x86 PV TLB
+    /// flush (only with KVM's PV_TLB_FLUSH and steal time), arm64 stolen-time accounting.
+    static func paravirtMarker(_ arch: Arch) -> String {
+        arch == .x86_64 ? "KVM setup pv remote TLB flush" : "arm-pv: using stolen time PV"
+    }
+
+    /// The guest log must agree with the requested paravirt setting.
+    static func paravirtEvidence(requested: Paravirt, arch: Arch, dmesg: String) -> Check {
+        let marker = paravirtMarker(arch)
+        let present = dmesg.contains(marker)
+        let passed = present == (requested == .on)
+        return Check(name: "paravirt \(requested) in effect", passed: passed,
+                     detail: "guest log \(present ? "shows" : "lacks") '\(marker)'", source: "host")
     }
 
     /// A manifest's probe check; skipped (not failed) where the kernel lacks the symbol.

@@ -40,6 +40,14 @@ public struct DomainSpec: Sendable, Equatable {
     /// even faster (4.3-5.6 s against 7.3-7.6 s per cell on 2 cores).
     public var singleThreadedTCG: Bool { accel == .tcg && arch == .x86_64 }
 
+    /// Suffixes for QEMU's `-accel` and `-cpu` values that libvirt cannot express: single-
+    /// threaded TCG (above), and arm64 stolen time off under KVM (libvirt has no knob for
+    /// it, and `no-steal-acc` alone still lets the guest set it up).
+    public var qemuSuffixes: (accel: String, cpu: String) {
+        (singleThreadedTCG ? ",thread=single" : "",
+         accel == .kvm && arch == .aarch64 && paravirt == .off ? ",kvm-steal-time=off" : "")
+    }
+
     /// The virtio-serial port the agent writes its records to.
     public static let resultChannel = "org.shootdown.results"
 

@@ -42,25 +42,30 @@ public struct GuestLauncher: Sendable {
                               initrd: stage.appendingPathComponent("initramfs.cpio").path,
                               consolePath: stage.appendingPathComponent("console.log").path,
                               resultPath: stage.appendingPathComponent("results.jsonl").path)
-        if spec.singleThreadedTCG {
-            spec.emulatorWrapper = try singleThreadWrapper(for: emulator).path
+        let suffixes = spec.qemuSuffixes
+        if !suffixes.accel.isEmpty || !suffixes.cpu.isEmpty {
+            spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu).path
         }
         return spec
     }
 
-    /// A wrapper around QEMU that turns libvirt's `-accel tcg` into
-    /// `-accel tcg,thread=single`. Written only when it changes, since libvirt re-probes
-    /// an emulator whose file changed.
-    func singleThreadWrapper(for emulator: String) throws -> URL {
-        let url = context.paths.stage.appendingPathComponent("bin/\(URL(fileURLWithPath: emulator).lastPathComponent)-tcg-single")
+    /// A wrapper around QEMU that appends to the `-accel` and `-cpu` values libvirt
+    /// passes, for settings libvirt has no XML for. Written only when it changes, since
+    /// libvirt re-probes an emulator whose file changed.
+    func emulatorWrapper(for emulator: String, accelSuffix: String, cpuSuffix: String) throws -> URL {
+        let tag = ContentHash.of(accelSuffix, cpuSuffix).prefix(8)
+        let url = context.paths.stage.appendingPathComponent("bin/\(URL(fileURLWithPath: emulator).lastPathComponent)-\(tag)")
         let script = """
             #!/bin/sh
-            # Written by shootdown: QEMU with single-threaded TCG (libvirt has no knob for it).
-            # x86 guests under multi-threaded TCG crash at random at static-key patch sites.
+            # Written by shootdown: QEMU with settings libvirt cannot express:
+            # -accel …\(accelSuffix)  -cpu …\(cpuSuffix)
             prev=
             for arg do
                 shift
-                if [ "$prev" = "-accel" ] && [ "${arg%%,*}" = tcg ]; then arg="$arg,thread=single"; fi
+                case "$prev" in
+                -accel) arg="$arg\(accelSuffix)" ;;
+                -cpu) arg="$arg\(cpuSuffix)" ;;
+                esac
                 set -- "$@" "$arg"
                 prev=$arg
             done
