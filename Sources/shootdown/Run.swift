@@ -100,7 +100,7 @@ func runAndReport(_ request: RunRequest, context: ToolContext, execution: Execut
         outcome.results.forEach { print(outcome.directory.cellDirectory($0.cell.id).appendingPathComponent("result.json").path) }
     } else {
         print(TerminalReport.render(outcome.report), terminator: "")
-        print("results: \(outcome.directory.url.path)")
+        print("results: \(outcome.directory.url.path) (results.json, report.html, junit.xml, kcidb.json)")
     }
     if outcome.report.failed { throw ExitCode(1) }
 }

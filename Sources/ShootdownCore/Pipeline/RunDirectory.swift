@@ -82,6 +82,22 @@ public struct RunDirectory: Sendable {
         try writeAtomically(try Self.encoder.encode(report), to: url.appendingPathComponent("results.json"))
     }
 
+    /// Every report format beside results.json: report.html, junit.xml, kcidb.json.
+    @discardableResult
+    public func writeReports(_ report: RunReport, kcidbOrigin: String = "shootdown") throws -> [URL] {
+        try writeReport(report)
+        let files: [(String, String)] = [
+            ("report.html", HTMLReport.render(report)),
+            ("junit.xml", try JUnitReport.render(report)),
+            ("kcidb.json", try KCIDBReport.render(report, origin: kcidbOrigin)),
+        ]
+        return try files.map { name, text in
+            let file = url.appendingPathComponent(name)
+            try writeAtomically(text, to: file)
+            return file
+        }
+    }
+
     public func readReport() throws -> RunReport? {
         let file = url.appendingPathComponent("results.json")
         guard let data = try? Data(contentsOf: file) else { return nil }
@@ -111,4 +127,21 @@ public struct RunDirectory: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()
+}
+
+extension RunDirectory {
+    /// Recomputes results.json and the other reports from the cell folders: sweeps,
+    /// sweep expectations (from the request in run.json unless one is given).
+    public func rebuildReport(request: RunRequest? = nil, kcidbOrigin: String = "shootdown") throws -> RunReport {
+        let manifest = (try? Data(contentsOf: url.appendingPathComponent("run.json")))
+            .flatMap { try? JSONDecoder().decode(RunManifest.self, from: $0) }
+        let request = request ?? manifest?.request
+        let results = try self.results()
+        let sweeps = SweepAnalysis.series(results)
+        let rules = (request?.expectations ?? []) + (request?.tests.flatMap(\.expectations) ?? [])
+        let report = RunReport(runID: runID, name: request?.name ?? "run", cells: results, sweeps: sweeps,
+                               sweepExpectations: ExpectationCheck.evaluate(rules, sweeps: sweeps, cells: results))
+        try writeReports(report, kcidbOrigin: kcidbOrigin)
+        return report
+    }
 }

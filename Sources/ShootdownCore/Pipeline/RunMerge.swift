@@ -39,19 +39,3 @@ public enum RunMerge {
         return try output.rebuildReport(request: manifest.request)
     }
 }
-
-extension RunDirectory {
-    /// Recomputes results.json from the cell folders: sweeps and sweep expectations.
-    public func rebuildReport(request: RunRequest? = nil) throws -> RunReport {
-        let manifest = (try? Data(contentsOf: url.appendingPathComponent("run.json")))
-            .flatMap { try? JSONDecoder().decode(RunManifest.self, from: $0) }
-        let request = request ?? manifest?.request
-        let results = try self.results()
-        let sweeps = SweepAnalysis.series(results)
-        let rules = (request?.expectations ?? []) + (request?.tests.flatMap(\.expectations) ?? [])
-        let report = RunReport(runID: runID, name: request?.name ?? "run", cells: results, sweeps: sweeps,
-                               sweepExpectations: ExpectationCheck.evaluate(rules, sweeps: sweeps, cells: results))
-        try writeReport(report)
-        return report
-    }
-}

@@ -85,6 +85,9 @@ public struct GuestLauncher: Sendable {
         try prepareStage(stage, spec: spec, kernel: kernel, initramfs: initramfs)
 
         let xml = try DomainXML.render(spec)
+        if connection.destroyDomain(named: spec.name) {
+            context.log("destroyed a leftover domain \(spec.name) from an interrupted run")
+        }
         let clock = ContinuousClock(), started = clock.now
         let domain: LibvirtDomain
         do {

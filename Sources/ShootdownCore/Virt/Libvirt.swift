@@ -68,6 +68,18 @@ public final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
+    /// Destroys a running domain by name, if there is one (a leftover of a run killed
+    /// with SIGKILL, whose cell is now started again). Returns whether one was found.
+    @discardableResult
+    public func destroyDomain(named name: String) -> Bool {
+        locked {
+            guard let domain = virDomainLookupByName(handle, name) else { return false }
+            defer { virDomainFree(domain) }
+            if virDomainIsActive(domain) == 1 { _ = virDomainDestroy(domain) }
+            return true
+        }
+    }
+
     /// The hypervisor version QEMU reports through libvirt, e.g. "7.2.22".
     public func hypervisorVersion() -> String? {
         locked {
