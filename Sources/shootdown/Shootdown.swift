@@ -6,7 +6,7 @@ struct Shootdown: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shootdown",
         abstract: "Generate, boot and measure Linux mm selftests (hugetlb PMD sharing, TLB-flush IPIs) across kernels and arches.",
-        subcommands: [Run.self, Matrix.self, Report.self, Merge.self, Generate.self, Doctor.self, Kernels.self],
+        subcommands: [Run.self, Matrix.self, Compare.self, Bisect.self, Report.self, Merge.self, Generate.self, Doctor.self, Kernels.self],
         defaultSubcommand: nil
     )
 }

@@ -3,9 +3,12 @@ import Foundation
 /// Turns kernel specs into bootable images, one provider per spec kind.
 public struct KernelResolver: Sendable {
     let context: ToolContext
+    /// Kconfig fragments users add to source builds.
+    let configFragments: [URL]
 
-    public init(context: ToolContext) {
+    public init(context: ToolContext, configFragments: [URL] = []) {
         self.context = context
+        self.configFragments = configFragments
     }
 
     public func resolve(_ spec: KernelSpec, arch: Arch) throws -> KernelImage {
@@ -14,13 +17,15 @@ public struct KernelResolver: Sendable {
             return try DebianKernels(context: context).image(version: version, arch: arch)
         case .file(let path):
             return try fileImage(path: path, arch: arch)
+        case .git, .dir:
+            return try KernelBuilder(context: context, extraFragments: configFragments).build(spec, arch: arch)
         }
     }
 
     /// The arches a spec can serve, when the user did not choose: a file is one arch.
     public func naturalArches(_ spec: KernelSpec) throws -> [Arch] {
         switch spec {
-        case .debian: return Arch.allCases
+        case .debian, .git, .dir: return Arch.allCases
         case .file(let path): return [try KernelFormat.arch(ofImageAt: URL(fileURLWithPath: path))]
         }
     }

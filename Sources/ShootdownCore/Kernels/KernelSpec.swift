@@ -6,6 +6,10 @@ public enum KernelSpec: Sendable, Hashable, Codable, CustomStringConvertible {
     case debian(version: String?)
     /// A local bzImage or arm64 Image, with an optional config beside it.
     case file(path: String)
+    /// A commit, tag or branch of a local git tree, built by shootdown.
+    case git(tree: String, ref: String)
+    /// A kernel source folder without git (e.g. Debian's linux-source-6.12), built as is.
+    case dir(path: String)
 
     public init(parsing text: String) throws {
         if text == "debian" || text == "debian:latest" || text == "debian:" {
@@ -16,8 +20,21 @@ public enum KernelSpec: Sendable, Hashable, Codable, CustomStringConvertible {
             let path = String(text.dropFirst("file:".count))
             guard !path.isEmpty else { throw ShootdownError.usage("file: needs a path, e.g. file:/boot/vmlinuz-6.12.0") }
             self = .file(path: path)
+        } else if text.hasPrefix("git:") {
+            let body = text.dropFirst("git:".count)
+            // The ref follows the last '@' (paths rarely hold one; refs cannot start with one).
+            let tree = body.lastIndex(of: "@").map { String(body[..<$0]) } ?? String(body)
+            let ref = body.lastIndex(of: "@").map { String(body[body.index(after: $0)...]) } ?? "HEAD"
+            guard !tree.isEmpty, !ref.isEmpty else {
+                throw ShootdownError.usage("git: takes TREE@REF, e.g. git:~/linux@v6.12 or git:.@HEAD~3")
+            }
+            self = .git(tree: tree, ref: ref)
+        } else if text.hasPrefix("dir:") {
+            let path = String(text.dropFirst("dir:".count))
+            guard !path.isEmpty else { throw ShootdownError.usage("dir: needs a kernel source folder, e.g. dir:/usr/src/linux-source-6.12") }
+            self = .dir(path: path)
         } else {
-            throw ShootdownError.usage("unknown kernel '\(text)'; use debian[:VERSION] (e.g. debian:6.12.117) or file:PATH")
+            throw ShootdownError.usage("unknown kernel '\(text)'; use debian[:VERSION] (e.g. debian:6.12.117), file:PATH, git:TREE@REF or dir:PATH")
         }
     }
 
@@ -25,6 +42,8 @@ public enum KernelSpec: Sendable, Hashable, Codable, CustomStringConvertible {
         switch self {
         case .debian(let version): return "debian:\(version ?? "latest")"
         case .file(let path): return "file:\(path)"
+        case .git(let tree, let ref): return "git:\(tree)@\(ref)"
+        case .dir(let path): return "dir:\(path)"
         }
     }
 

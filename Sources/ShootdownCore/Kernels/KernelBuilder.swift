@@ -1,0 +1,188 @@
+import Foundation
+
+/// Builds kernels from source for `git:` and `dir:` specs: out of tree (`O=`), one kept
+/// build folder per tree × arch × config so the next nearby commit builds incrementally,
+/// through ccache, cross-compiling arm64. git refs are checked out in shootdown's own
+/// worktree, never in the user's working tree.
+public struct KernelBuilder: Sendable {
+    let context: ToolContext
+    /// The user's own fragments, applied after shootdown's.
+    let extraFragments: [URL]
+
+    public init(context: ToolContext, extraFragments: [URL] = []) {
+        self.context = context
+        self.extraFragments = extraFragments
+    }
+
+    /// A source tree ready to build: a git worktree at a commit, or a plain folder.
+    public struct Source: Sendable {
+        public var path: URL
+        /// The commit (git) or nil (a plain folder).
+        public var commit: String?
+        /// Where it came from, for results: `~/linux@v6.12 (1a2b3c4d…)`.
+        public var origin: String
+        /// Groups build folders: the same tree shares them across commits.
+        public var treeKey: String
+    }
+
+    public func source(for spec: KernelSpec) throws -> Source {
+        switch spec {
+        case .git(let tree, let ref):
+            return try checkout(tree: URL(fileURLWithPath: (tree as NSString).expandingTildeInPath).standardizedFileURL, ref: ref)
+        case .dir(let path):
+            let url = URL(fileURLWithPath: (path as NSString).expandingTildeInPath).standardizedFileURL
+            guard FileManager.default.fileExists(atPath: url.appendingPathComponent("Kconfig").path) else {
+                throw ShootdownError.kernelUnusable(spec: spec.description, reason: "\(url.path) is not a kernel source folder (no Kconfig)")
+            }
+            return Source(path: url, commit: nil, origin: url.path, treeKey: ContentHash.of(url.path))
+        default:
+            throw ShootdownError.kernelUnusable(spec: spec.description, reason: "not a source spec")
+        }
+    }
+
+    /// `git worktree add` once per tree into the cache, then `checkout --detach` per ref.
+    func checkout(tree: URL, ref: String) throws -> Source {
+        let spec = "git:\(tree.path)@\(ref)"
+        let resolved = try context.runner.run(Command("git", ["-C", tree.path, "rev-parse", "--verify", "\(ref)^{commit}"]))
+        guard resolved.succeeded else {
+            throw ShootdownError.kernelUnusable(spec: spec, reason: "git cannot resolve '\(ref)' in \(tree.path): \(tail(resolved.stderr, lines: 2))")
+        }
+        let commit = resolved.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let treeKey = ContentHash.of(tree.path)
+        let worktree = context.paths.cache.appendingPathComponent("worktrees/\(tree.lastPathComponent)-\(treeKey.prefix(8))")
+        if !FileManager.default.fileExists(atPath: worktree.appendingPathComponent(".git").path) {
+            try FileManager.default.makeDirectory(worktree.deletingLastPathComponent())
+            try? FileManager.default.removeItem(at: worktree)
+            _ = try? context.runner.run(Command("git", ["-C", tree.path, "worktree", "prune"]))
+            try context.runner.check(Command("git", ["-C", tree.path, "worktree", "add", "--detach", worktree.path, commit]))
+        } else {
+            try context.runner.check(Command("git", ["-C", worktree.path, "checkout", "--quiet", "--detach", "--force", commit]))
+        }
+        return Source(path: worktree, commit: commit, origin: "\(tree.path)@\(ref) (\(commit.prefix(12)))", treeKey: treeKey)
+    }
+
+    /// The fragments for an arch: shootdown's, then the user's.
+    public func fragments(arch: Arch) throws -> [KernelConfigFragment] {
+        try KernelConfigFragment.shipped(resources: context.paths.resources, arch: arch) + extraFragments.map(KernelConfigFragment.load)
+    }
+
+    public func buildDirectory(source: Source, arch: Arch) throws -> URL {
+        var hash = ContentHash()
+        for fragment in try fragments(arch: arch) {
+            hash.update(fragment.path)
+            fragment.settings.forEach { hash.update("\($0.option)=\($0.value)") }
+        }
+        return context.paths.cache.appendingPathComponent("builds/\(source.treeKey.prefix(8))-\(arch)-\(hash.hex.prefix(12))")
+    }
+
+    static func makeVariables(_ arch: Arch, output: URL, jobs: Int) -> [String] {
+        var variables = ["O=\(output.path)", "-j\(jobs)"]
+        switch arch {
+        case .x86_64: variables += ["ARCH=x86_64", "CC=ccache gcc", "HOSTCC=ccache gcc"]
+        case .aarch64: variables += ["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "CC=ccache aarch64-linux-gnu-gcc", "HOSTCC=ccache gcc"]
+        }
+        return variables
+    }
+
+    static func imageTarget(_ arch: Arch) -> (target: String, path: String) {
+        arch == .x86_64 ? ("bzImage", "arch/x86/boot/bzImage") : ("Image", "arch/arm64/boot/Image")
+    }
+
+    /// Configures and builds; returns the image, copied out of the build folder so the
+    /// next commit's build does not overwrite what a result points at.
+    public func build(_ spec: KernelSpec, arch: Arch) throws -> KernelImage {
+        try build(source: try source(for: spec), arch: arch, spec: spec)
+    }
+
+    public func build(source: Source, arch: Arch, spec: KernelSpec) throws -> KernelImage {
+        let output = try buildDirectory(source: source, arch: arch)
+        try FileManager.default.makeDirectory(output)
+        let log = output.appendingPathComponent("build.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let jobs = ProcessInfo.processInfo.activeProcessorCount + 1
+        let variables = Self.makeVariables(arch, output: output, jobs: jobs)
+        let clock = ContinuousClock(), started = clock.now
+        let fragments = try fragments(arch: arch)
+
+        try step("configure \(arch) (defconfig + \(fragments.count) fragments)", log: log, spec: spec) {
+            Command("make", ["-C", source.path.path] + variables + ["defconfig"])
+        }
+        try step("merge fragments", log: log, spec: spec) {
+            Command(source.path.appendingPathComponent("scripts/kconfig/merge_config.sh").path,
+                    ["-m", "-O", output.path, output.appendingPathComponent(".config").path] + fragments.map(\.path),
+                    workingDirectory: source.path.path)
+        }
+        try step("olddefconfig", log: log, spec: spec) {
+            Command("make", ["-C", source.path.path] + variables + ["olddefconfig"])
+        }
+        let config = (try? String(contentsOf: output.appendingPathComponent(".config"), encoding: .utf8)) ?? ""
+        let lost = KernelConfigFragment.lost(fragments, finalConfig: config)
+        guard lost.isEmpty else {
+            throw ShootdownError.kernelUnusable(spec: spec.description,
+                                                reason: "these options did not survive olddefconfig:\n  " + lost.joined(separator: "\n  "))
+        }
+        let image = Self.imageTarget(arch)
+        try step("compile \(image.target)", log: log, spec: spec, ticker: true) {
+            Command("make", ["-C", source.path.path] + variables + [image.target])
+        }
+        let release = (try? context.runner.run(Command("make", ["-s", "-C", source.path.path] + variables + ["kernelrelease"])))?
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        context.log(String(format: "build %@: %@ done in %.0f s (log %@)", arch.rawValue, release, (clock.now - started).seconds, log.path))
+        return try keep(output: output, image: image.path, arch: arch, spec: spec, source: source, release: release)
+    }
+
+    /// Copies image, .config and System.map to `kernels/built/<commit or hash>-<arch>-<config>`.
+    func keep(output: URL, image: String, arch: Arch, spec: KernelSpec, source: Source, release: String) throws -> KernelImage {
+        let identity = source.commit.map { String($0.prefix(16)) } ?? ContentHash.of(source.path.path, release).prefix(16).description
+        let directory = context.paths.cache.appendingPathComponent("kernels/built/\(identity)-\(arch)-\(output.lastPathComponent.suffix(12))")
+        try FileManager.default.makeDirectory(directory)
+        var kept: [String: URL] = [:]
+        for name in [image, ".config", "System.map"] {
+            let from = output.appendingPathComponent(name), to = directory.appendingPathComponent(URL(fileURLWithPath: name).lastPathComponent)
+            try? FileManager.default.removeItem(at: to)
+            do {
+                try FileManager.default.copyItem(at: from, to: to)
+            } catch {
+                throw ShootdownError.io(path: from.path, message: "build output missing: \(error.localizedDescription)")
+            }
+            kept[name] = to
+        }
+        return KernelImage(spec: spec.description, arch: arch, version: release, origin: source.origin,
+                           kernel: kept[image]!, config: kept[".config"], systemMap: kept["System.map"])
+    }
+
+    /// Runs one build step with its output appended to the log; on failure the error
+    /// names the log's first error line. Long steps print the elapsed time every 30 s.
+    func step(_ name: String, log: URL, spec: KernelSpec, ticker: Bool = false, _ command: () -> Command) throws {
+        context.log("build: \(name)")
+        let base = command()
+        let line = ([base.executable] + base.arguments).map(shellQuoted).joined(separator: " ")
+        let directory = base.workingDirectory.map { "cd \(shellQuoted($0)) && " } ?? ""
+        let shell = Command("/bin/sh", ["-c", "\(directory)\(line) >> \(shellQuoted(log.path)) 2>&1"])
+        var timer: DispatchSourceTimer?
+        if ticker {
+            let started = Date(), log = context.log
+            let source = DispatchSource.makeTimerSource(queue: .global())
+            source.schedule(deadline: .now() + 30, repeating: 30)
+            source.setEventHandler { log(String(format: "build: %@ … %.0f s", name, Date().timeIntervalSince(started))) }
+            source.resume()
+            timer = source
+        }
+        defer { timer?.cancel() }
+        let result = try context.runner.run(shell, timeout: .seconds(4 * 3600))
+        guard result.succeeded else {
+            throw ShootdownError.kernelUnusable(spec: spec.description, reason: "\(name) failed: \(Self.firstError(inLog: log))")
+        }
+    }
+
+    /// `path:line: text` of the first error in a build log.
+    static func firstError(inLog log: URL) -> String {
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let lines = text.lines(omittingEmpty: false)
+        let markers = [": error:", ": fatal error:", "*** ", "Error ", "undefined reference"]
+        if let index = lines.firstIndex(where: { line in markers.contains { line.contains($0) } }) {
+            return "\(lines[index].trimmingCharacters(in: .whitespaces)) (\(log.path):\(index + 1))"
+        }
+        return "see \(log.path)"
+    }
+}
