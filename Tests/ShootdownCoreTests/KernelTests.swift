@@ -88,7 +88,12 @@ final class ScriptedRunner: CommandRunning, @unchecked Sendable {
         #expect(try KernelSpec(parsing: "debian") == .debian(version: nil))
         #expect(try KernelSpec(parsing: "debian:6.1.192") == .debian(version: "6.1.192"))
         #expect(try KernelSpec(parsing: "file:/boot/vmlinuz") == .file(path: "/boot/vmlinuz"))
-        #expect(throws: ShootdownError.self) { try KernelSpec(parsing: "git:linux@v6.12") }
+        #expect(try KernelSpec(parsing: "git:/src/linux@v6.12") == .git(tree: "/src/linux", ref: "v6.12"))
+        #expect(try KernelSpec(parsing: "git:/src/linux") == .git(tree: "/src/linux", ref: "HEAD"))
+        #expect(try KernelSpec(parsing: "git:/src/a@b/linux@HEAD~3") == .git(tree: "/src/a@b/linux", ref: "HEAD~3"))
+        #expect(try KernelSpec(parsing: "dir:/usr/src/linux-source-6.12") == .dir(path: "/usr/src/linux-source-6.12"))
+        #expect(throws: ShootdownError.self) { try KernelSpec(parsing: "svn:linux@v6.12") }
+        #expect(throws: ShootdownError.self) { try KernelSpec(parsing: "git:@v6.12") }
         #expect(throws: ShootdownError.self) { try KernelSpec(parsing: "file:") }
     }
 

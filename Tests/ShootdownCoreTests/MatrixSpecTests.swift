@@ -54,7 +54,7 @@ import Testing
 
     @Test(arguments: [
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nvcpu: 4\n", "spec.yaml:3:1: unknown key 'vcpu' in the spec; allowed here: name, libvirt_uri, kernels, arches, paravirt, vcpus, memory_mib, accel, repeats, timeout_s, tests, expect"),
-        ("kernels: [debian, git:linux@v6.12]\ntests: [hugetlb-share-fork-exit]\n", "spec.yaml:1:19: unknown kernel 'git:linux@v6.12'; use debian[:VERSION] (e.g. debian:6.12.117) or file:PATH"),
+        ("kernels: [debian, svn:linux@v6.12]\ntests: [hugetlb-share-fork-exit]\n", "spec.yaml:1:19: unknown kernel 'svn:linux@v6.12'; use debian[:VERSION] (e.g. debian:6.12.117), file:PATH, git:TREE@REF or dir:PATH"),
         ("kernels: [debian]\narches: [riscv64]\ntests: [hugetlb-share-fork-exit]\n", "spec.yaml:2:10: unknown arch 'riscv64'; use x86_64 or aarch64"),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nvcpus: [4, 0]\n", "spec.yaml:3:12: vcpus 0 is out of range 1...256"),
         ("kernels: [debian]\ntests:\n  - name: hugetlb-share-fork-exit\n    params: {gibs: 2}\n", "spec.yaml:4:14: unknown key 'gibs' in params; allowed here: gib, touch, children, cycles, fault"),
