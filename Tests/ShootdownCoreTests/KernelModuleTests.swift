@@ -65,3 +65,36 @@ import Testing
         #expect(String(decoding: order, as: UTF8.self) == "virtio.ko\nvirtio_console.ko\n")
     }
 }
+
+@Suite struct KernelBuildKeyTests {
+    @Test func buildFoldersAreKeyedByTreeArchAndConfig() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let context = ToolContext(paths: ToolPaths(cache: scratch, results: scratch, resources: Repository.root, stage: scratch))
+        let tree = KernelBuilder.Source(path: scratch, commit: "abc", origin: "t", treeKey: "1111111111")
+        let other = KernelBuilder.Source(path: scratch, commit: "def", origin: "t", treeKey: "1111111111")
+        let plain = KernelBuilder(context: context)
+        // Another commit of the same tree reuses the folder: that is what makes it incremental.
+        #expect(try plain.buildDirectory(source: tree, arch: .x86_64) == plain.buildDirectory(source: other, arch: .x86_64))
+        #expect(try plain.buildDirectory(source: tree, arch: .x86_64) != plain.buildDirectory(source: tree, arch: .aarch64))
+        let fragment = scratch.appendingPathComponent("extra.config")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        try "CONFIG_KASAN=y\n".write(to: fragment, atomically: true, encoding: .utf8)
+        #expect(try KernelBuilder(context: context, extraFragments: [fragment]).buildDirectory(source: tree, arch: .x86_64)
+                != plain.buildDirectory(source: tree, arch: .x86_64))
+    }
+
+    @Test func lostSettingsAreNamedWithTheirFragment() {
+        let fragment = KernelConfigFragment(path: "/x/common.config", text: "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"s\"\n")
+        #expect(KernelConfigFragment.lost([fragment], finalConfig: "CONFIG_A=y\nCONFIG_C=\"s\"\n").isEmpty)
+        #expect(KernelConfigFragment.lost([fragment], finalConfig: "CONFIG_A=m\nCONFIG_B=y\n")
+                == ["CONFIG_A=y (got m, from common.config)", "CONFIG_B=n (got y, from common.config)", "CONFIG_C=\"s\" (got n, from common.config)"])
+    }
+
+    @Test func firstBuildErrorIsFound() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: log) }
+        try "  CC      mm/a.o\nmm/hugetlb.c:12:5: error: 'x' undeclared\nmake[2]: *** [mm/hugetlb.o] Error 1\n".write(to: log, atomically: true, encoding: .utf8)
+        #expect(KernelBuilder.firstError(inLog: log) == "mm/hugetlb.c:12:5: error: 'x' undeclared (\(log.path):2)")
+    }
+}

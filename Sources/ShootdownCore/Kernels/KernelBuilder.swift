@@ -102,8 +102,22 @@ public struct KernelBuilder: Sendable {
         let jobs = ProcessInfo.processInfo.activeProcessorCount + 1
         let variables = Self.makeVariables(arch, output: output, jobs: jobs)
         let clock = ContinuousClock(), started = clock.now
-        let fragments = try fragments(arch: arch)
+        try configure(source: source, arch: arch, output: output, log: log, spec: spec, variables: variables)
+        let image = Self.imageTarget(arch)
+        try step("compile \(image.target)", log: log, spec: spec, ticker: true) {
+            Command("make", ["-C", source.path.path] + variables + [image.target])
+        }
+        let release = (try? context.runner.run(Command("make", ["-s", "-C", source.path.path] + variables + ["kernelrelease"])))?
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        context.log(String(format: "build %@: %@ done in %.0f s (log %@)", arch.rawValue, release, (clock.now - started).seconds, log.path))
+        return try keep(output: output, image: image.path, arch: arch, spec: spec, source: source, release: release)
+    }
 
+    /// defconfig, then shootdown's and the user's fragments merged, then olddefconfig;
+    /// fails with the list of fragment settings the final .config lost.
+    public func configure(source: Source, arch: Arch, output: URL, log: URL, spec: KernelSpec, variables: [String]? = nil) throws {
+        let variables = variables ?? Self.makeVariables(arch, output: output, jobs: ProcessInfo.processInfo.activeProcessorCount + 1)
+        let fragments = try fragments(arch: arch)
         try step("configure \(arch) (defconfig + \(fragments.count) fragments)", log: log, spec: spec) {
             Command("make", ["-C", source.path.path] + variables + ["defconfig"])
         }
@@ -121,14 +135,6 @@ public struct KernelBuilder: Sendable {
             throw ShootdownError.kernelUnusable(spec: spec.description,
                                                 reason: "these options did not survive olddefconfig:\n  " + lost.joined(separator: "\n  "))
         }
-        let image = Self.imageTarget(arch)
-        try step("compile \(image.target)", log: log, spec: spec, ticker: true) {
-            Command("make", ["-C", source.path.path] + variables + [image.target])
-        }
-        let release = (try? context.runner.run(Command("make", ["-s", "-C", source.path.path] + variables + ["kernelrelease"])))?
-            .stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
-        context.log(String(format: "build %@: %@ done in %.0f s (log %@)", arch.rawValue, release, (clock.now - started).seconds, log.path))
-        return try keep(output: output, image: image.path, arch: arch, spec: spec, source: source, release: release)
     }
 
     /// Copies image, .config and System.map to `kernels/built/<commit or hash>-<arch>-<config>`.
