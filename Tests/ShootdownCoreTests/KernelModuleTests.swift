@@ -94,7 +94,10 @@ import Testing
     @Test func firstBuildErrorIsFound() throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: log) }
-        try "  CC      mm/a.o\nmm/hugetlb.c:12:5: error: 'x' undeclared\nmake[2]: *** [mm/hugetlb.o] Error 1\n".write(to: log, atomically: true, encoding: .utf8)
-        #expect(KernelBuilder.firstError(inLog: log) == "mm/hugetlb.c:12:5: error: 'x' undeclared (\(log.path):2)")
+        try "*** Default configuration is based on 'x86_64_defconfig'\n  CC      mm/a.o\nmake[2]: *** [mm/hugetlb.o] Error 1\nmm/hugetlb.c:12:5: error: 'x' undeclared\n"
+            .write(to: log, atomically: true, encoding: .utf8)
+        #expect(KernelBuilder.firstError(inLog: log) == "mm/hugetlb.c:12:5: error: 'x' undeclared (\(log.path):4)")
+        try "*** Default configuration is based on 'x86_64_defconfig'\nmake[1]: *** [Makefile:1] Error 2\n".write(to: log, atomically: true, encoding: .utf8)
+        #expect(KernelBuilder.firstError(inLog: log) == "make[1]: *** [Makefile:1] Error 2 (\(log.path):2)")
     }
 }

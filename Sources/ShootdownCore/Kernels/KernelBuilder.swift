@@ -181,13 +181,17 @@ public struct KernelBuilder: Sendable {
         }
     }
 
-    /// `path:line: text` of the first error in a build log.
+    /// `path:line: text` of the first error in a build log: a compiler or linker error
+    /// first, else make's own `*** [target] Error` line.
     static func firstError(inLog log: URL) -> String {
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         let lines = text.lines(omittingEmpty: false)
-        let markers = [": error:", ": fatal error:", "*** ", "Error ", "undefined reference"]
-        if let index = lines.firstIndex(where: { line in markers.contains { line.contains($0) } }) {
-            return "\(lines[index].trimmingCharacters(in: .whitespaces)) (\(log.path):\(index + 1))"
+        let compilerMarkers = [": error:", ": fatal error:", "undefined reference to", ": Error:"]
+        let makeMarkers = ["*** [", "*** No rule", "] Error "]
+        for markers in [compilerMarkers, makeMarkers] {
+            if let index = lines.firstIndex(where: { line in markers.contains { line.contains($0) } }) {
+                return "\(lines[index].trimmingCharacters(in: .whitespaces)) (\(log.path):\(index + 1))"
+            }
         }
         return "see \(log.path)"
     }

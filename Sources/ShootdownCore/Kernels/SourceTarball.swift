@@ -19,12 +19,20 @@ public struct SourceTarball: Sendable {
         let marker = root.appendingPathComponent(".\(name).complete")
         if FileManager.default.fileExists(atPath: marker.path) { return tree }
         context.log("sources: unpacking \(tarball.path) (once)")
-        try FileManager.default.makeDirectory(root)
-        try? FileManager.default.removeItem(at: tree)
-        try context.runner.check(Command("tar", ["-xJf", tarball.path], workingDirectory: root.path))
-        guard FileManager.default.fileExists(atPath: tree.appendingPathComponent("Makefile").path) else {
-            throw ShootdownError.io(path: tarball.path, message: "did not unpack into \(tree.path)")
+        // Unpack beside the final place and rename: a tree another process is building
+        // from is never deleted or half-written under it.
+        let partial = root.appendingPathComponent(".unpack-\(UUID().uuidString)")
+        try FileManager.default.makeDirectory(partial)
+        defer { try? FileManager.default.removeItem(at: partial) }
+        try context.runner.check(Command("tar", ["-xJf", tarball.path], workingDirectory: partial.path))
+        let unpacked = partial.appendingPathComponent(name)
+        guard FileManager.default.fileExists(atPath: unpacked.appendingPathComponent("Makefile").path) else {
+            throw ShootdownError.io(path: tarball.path, message: "did not unpack into \(name)/")
         }
+        if FileManager.default.fileExists(atPath: tree.path) {
+            try FileManager.default.moveItem(at: tree, to: partial.appendingPathComponent("stale"))
+        }
+        try FileManager.default.moveItem(at: unpacked, to: tree)
         FileManager.default.createFile(atPath: marker.path, contents: nil)
         return tree
     }
