@@ -57,6 +57,23 @@ import Testing
         #expect(result.guest?.uname.hasPrefix("6.1.0-") == true)
     }
 
+    /// Guest files through libvirt's storage API, as for a remote host (qemu+ssh): the
+    /// kernel and initramfs are uploaded as volumes and the channels downloaded back.
+    @Test func volumeStagingAsForRemoteHosts() throws {
+        var context = Self.context()
+        context.staging = .volumes
+        let results = try RunPipeline(context: context).run(
+            RunRequest(arches: [.x86_64], tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["cycles=2"])],
+                       timeoutSeconds: 120)).results
+        let result = try #require(results.first)
+        #expect(result.status == .pass, "\(result.reason ?? "")")
+        #expect(result.counters?.probe("tlb_remove_table_sync_one") != nil)
+        let connection = try LibvirtConnection(uri: context.libvirtURI)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: LibvirtConnection.poolPath).filter { !$0.hasPrefix("bin-") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+        #expect(try connection.domainNames(prefix: "shootdown-").isEmpty)
+    }
+
     /// A guest that never reports is destroyed at the timeout and comes back as ERROR.
     @Test func hangingGuestIsErrorAndDestroyed() throws {
         let context = Self.context()

@@ -58,19 +58,19 @@ import XMLSupport
         let stage = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-wrapper-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: stage) }
         let context = ToolContext(paths: ToolPaths(cache: stage, results: stage, resources: stage, stage: stage))
-        let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: "test:///default"))
+        let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: "test:///default"), staging: .files)
         let wrapper = try launcher.emulatorWrapper(for: "/bin/echo", accelSuffix: ",thread=single", cpuSuffix: "")
-        let output = try ProcessRunner().check(Command(wrapper.path, ["-name", "a b", "-accel", "tcg", "-append", "x -accel tcg", "-cpu", "max"]))
+        let output = try ProcessRunner().check(Command(wrapper, ["-name", "a b", "-accel", "tcg", "-append", "x -accel tcg", "-cpu", "max"]))
         #expect(output.stdout == "-name a b -accel tcg,thread=single -append x -accel tcg -cpu max\n")
         let steal = try launcher.emulatorWrapper(for: "/bin/echo", accelSuffix: "", cpuSuffix: ",kvm-steal-time=off")
-        #expect(try ProcessRunner().check(Command(steal.path, ["-accel", "kvm", "-cpu", "host"])).stdout == "-accel kvm -cpu host,kvm-steal-time=off\n")
+        #expect(try ProcessRunner().check(Command(steal, ["-accel", "kvm", "-cpu", "host"])).stdout == "-accel kvm -cpu host,kvm-steal-time=off\n")
         #expect(Self.spec(.aarch64, .kvm, .off).qemuSuffixes.cpu == ",kvm-steal-time=off")
         #expect(Self.spec(.aarch64, .kvm, .on).qemuSuffixes.cpu == "")
         var spec = Self.spec(.x86_64, .tcg, nil)
         #expect(spec.singleThreadedTCG)
         #expect(!Self.spec(.aarch64, .tcg, nil).singleThreadedTCG && !Self.spec(.x86_64, .kvm, nil).singleThreadedTCG)
-        spec.emulatorWrapper = wrapper.path
-        #expect(try DomainXML.render(spec).contains("<emulator>\(wrapper.path)</emulator>"))
+        spec.emulatorWrapper = wrapper
+        #expect(try DomainXML.render(spec).contains("<emulator>\(wrapper)</emulator>"))
         #expect(QemuCommandLine.arguments(for: spec).contains("tcg,thread=single"))
         #expect(QemuCommandLine.arguments(for: spec).first == "/usr/bin/qemu-system-x86_64")
     }

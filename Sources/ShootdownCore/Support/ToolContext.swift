@@ -8,6 +8,9 @@ public struct ToolContext: Sendable {
     /// Progress and status lines for a person (stderr in the CLI).
     public var log: @Sendable (String) -> Void
     public var libvirtURI: String
+    /// How guest files reach the hypervisor; nil: files locally, volumes for remote URIs
+    /// (`SHOOTDOWN_STAGING=files|volumes` overrides).
+    public var staging: GuestLauncher.Staging?
 
     public init(paths: ToolPaths, runner: any CommandRunning = ProcessRunner(),
                 libvirtURI: String = ToolContext.defaultLibvirtURI,
@@ -16,6 +19,7 @@ public struct ToolContext: Sendable {
         self.runner = runner
         self.libvirtURI = libvirtURI
         self.log = log
+        staging = ProcessInfo.processInfo.environment["SHOOTDOWN_STAGING"].flatMap(GuestLauncher.Staging.init(rawValue:))
     }
 
     /// qemu:///system for root (the Debian default), qemu:///session for everyone else.

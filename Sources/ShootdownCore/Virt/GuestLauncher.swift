@@ -23,39 +23,75 @@ public struct GuestLauncher: Sendable {
 
     let context: ToolContext
     let connection: LibvirtConnection
+    let staging: Staging
     private let teardowns = Teardowns()
 
-    public init(context: ToolContext, connection: LibvirtConnection) {
-        self.context = context
-        self.connection = connection
+    /// Where guest files live while the guest runs.
+    public enum Staging: String, Sendable {
+        /// Plain files under the stage folder: the hypervisor is this machine.
+        case files
+        /// Volumes of a libvirt storage pool, uploaded and downloaded over libvirt streams:
+        /// the hypervisor may be another machine (qemu+ssh, qemu+tls).
+        case volumes
     }
 
-    /// A spec whose file paths point into this guest's stage directory.
+    /// Remote URIs stage through volumes; the context (or the argument) can force a mode.
+    public init(context: ToolContext, connection: LibvirtConnection, staging: Staging? = nil) {
+        self.context = context
+        self.connection = connection
+        self.staging = staging ?? context.staging ?? (connection.isRemote ? .volumes : .files)
+    }
+
+    /// A spec whose file paths point into this guest's stage folder (or pool).
     public func stagedSpec(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int,
                            memoryMiB: Int) throws -> DomainSpec {
-        guard let emulator = context.runner.which(arch.qemuBinary) else {
-            throw ShootdownError.toolMissing(tool: arch.qemuBinary, hint: "apt-get install \(arch == .x86_64 ? "qemu-system-x86" : "qemu-system-arm")")
+        let local = context.runner.which(arch.qemuBinary)
+        let folder: String, emulator: String
+        switch staging {
+        case .files:
+            guard let local else {
+                throw ShootdownError.toolMissing(tool: arch.qemuBinary, hint: "apt-get install \(arch == .x86_64 ? "qemu-system-x86" : "qemu-system-arm")")
+            }
+            folder = context.paths.stage.appendingPathComponent(name).path + "/"
+            emulator = local
+        case .volumes:
+            folder = try connection.ensurePool() + "/\(name)-"
+            guard let remote = connection.defaultEmulator(arch: arch, virtType: accel.domainType) ?? local else {
+                throw ShootdownError.libvirt(operation: "find QEMU for \(arch) on \(connection.uri)", message: "the host offers none")
+            }
+            emulator = remote
         }
-        let stage = context.paths.stage.appendingPathComponent(name)
         var spec = DomainSpec(name: name, arch: arch, accel: accel, paravirt: paravirt, vcpus: vcpus, memoryMiB: memoryMiB,
-                              emulator: emulator, kernel: stage.appendingPathComponent("kernel").path,
-                              initrd: stage.appendingPathComponent("initramfs.cpio").path,
-                              consolePath: stage.appendingPathComponent("console.log").path,
-                              resultPath: stage.appendingPathComponent("results.jsonl").path)
+                              emulator: emulator, kernel: folder + "kernel", initrd: folder + "initramfs.cpio",
+                              consolePath: folder + "console.log", resultPath: folder + "results.jsonl")
         let suffixes = spec.qemuSuffixes
         if !suffixes.accel.isEmpty || !suffixes.cpu.isEmpty {
-            spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu).path
+            spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu)
         }
         return spec
     }
 
     /// A wrapper around QEMU that appends to the `-accel` and `-cpu` values libvirt
     /// passes, for settings libvirt has no XML for. Written only when it changes, since
-    /// libvirt re-probes an emulator whose file changed.
-    func emulatorWrapper(for emulator: String, accelSuffix: String, cpuSuffix: String) throws -> URL {
+    /// libvirt re-probes an emulator whose file changed. Returns its path on the host.
+    func emulatorWrapper(for emulator: String, accelSuffix: String, cpuSuffix: String) throws -> String {
         let tag = ContentHash.of(accelSuffix, cpuSuffix).prefix(8)
-        let url = context.paths.stage.appendingPathComponent("bin/\(URL(fileURLWithPath: emulator).lastPathComponent)-\(tag)")
-        let script = """
+        let name = "\(URL(fileURLWithPath: emulator).lastPathComponent)-\(tag)"
+        let script = Self.wrapperScript(emulator: emulator, accelSuffix: accelSuffix, cpuSuffix: cpuSuffix)
+        if staging == .volumes {
+            return try connection.uploadVolume(name: "bin-\(name)", data: Data(script.utf8), mode: "0755")
+        }
+        let url = context.paths.stage.appendingPathComponent("bin/\(name)")
+        if (try? String(contentsOf: url, encoding: .utf8)) != script {
+            try FileManager.default.makeDirectory(url.deletingLastPathComponent(), mode: 0o755)
+            try writeAtomically(script, to: url)
+        }
+        chmod(url.path, 0o755)
+        return url.path
+    }
+
+    static func wrapperScript(emulator: String, accelSuffix: String, cpuSuffix: String) -> String {
+        """
             #!/bin/sh
             # Written by shootdown: QEMU with settings libvirt cannot express:
             # -accel …\(accelSuffix)  -cpu …\(cpuSuffix)
@@ -72,18 +108,10 @@ public struct GuestLauncher: Sendable {
             exec \(shellQuoted(emulator)) "$@"
 
             """
-        if (try? String(contentsOf: url, encoding: .utf8)) != script {
-            try FileManager.default.makeDirectory(url.deletingLastPathComponent(), mode: 0o755)
-            try writeAtomically(script, to: url)
-        }
-        chmod(url.path, 0o755)
-        return url
     }
 
     public func boot(_ spec: DomainSpec, kernel: URL, initramfs: Data, timeout: Duration) throws -> GuestOutcome {
-        let stage = URL(fileURLWithPath: spec.kernel).deletingLastPathComponent()
-        try prepareStage(stage, spec: spec, kernel: kernel, initramfs: initramfs)
-
+        let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs)
         let xml = try DomainXML.render(spec)
         if connection.destroyDomain(named: spec.name) {
             context.log("destroyed a leftover domain \(spec.name) from an interrupted run")
@@ -93,22 +121,57 @@ public struct GuestLauncher: Sendable {
         do {
             domain = try connection.startTransient(xml: xml)
         } catch {
-            try? FileManager.default.removeItem(at: stage)
-            return GuestOutcome(domainXML: xml, timedOut: false, wall: clock.now - started,
-                                console: readBounded(spec.consolePath, limit: Self.maxConsoleBytes), results: Data(),
+            let console = collect(spec.consolePath, limit: Self.maxConsoleBytes)
+            cleanup()
+            return GuestOutcome(domainXML: xml, timedOut: false, wall: clock.now - started, console: console, results: Data(),
                                 startError: "\(error)")
         }
         let startLatency = clock.now - started
         ActiveDomains.shared.register(domain)
         let finished = waitForResult(domain, spec: spec, deadline: started + timeout)
         let wall = clock.now - started
+        if staging == .volumes && finished != .stopped {
+            // Volumes are read through libvirt only once QEMU has let go of them.
+            domain.destroy()
+            _ = domain.waitForShutdown(deadline: .now + .seconds(60))
+        }
         let outcome = GuestOutcome(domainXML: xml, timedOut: finished == .timedOut, wall: wall, startLatency: startLatency,
-                                   console: readBounded(spec.consolePath, limit: Self.maxConsoleBytes),
-                                   results: readBounded(spec.resultPath, limit: Self.maxResultBytes), startError: nil)
+                                   console: collect(spec.consolePath, limit: Self.maxConsoleBytes),
+                                   results: collect(spec.resultPath, limit: Self.maxResultBytes), startError: nil)
         // The result is complete; libvirt's teardown of the stopped guest (~2 s of QEMU
         // exit and cleanup) overlaps with whatever the caller does next.
-        teardowns.remove(domain, stage: stage)
+        teardowns.remove(domain, cleanup: cleanup)
         return outcome
+    }
+
+    /// Puts kernel, initramfs and empty channel files where the domain's paths point;
+    /// returns what removes them.
+    func stage(_ spec: DomainSpec, kernel: URL, initramfs: Data) throws -> @Sendable () -> Void {
+        switch staging {
+        case .files:
+            let folder = URL(fileURLWithPath: spec.kernel).deletingLastPathComponent()
+            try prepareStage(folder, spec: spec, kernel: kernel, initramfs: initramfs)
+            return { try? FileManager.default.removeItem(at: folder) }
+        case .volumes:
+            let names = [spec.kernel, spec.initrd, spec.consolePath, spec.resultPath].map { URL(fileURLWithPath: $0).lastPathComponent }
+            guard let kernelData = try? Data(contentsOf: kernel) else {
+                throw ShootdownError.io(path: kernel.path, message: "cannot read the kernel to upload it")
+            }
+            // libvirt opens file chardevs itself and passes QEMU the descriptor: 0644 is enough.
+            for (name, data) in zip(names, [kernelData, initramfs, Data(), Data()]) {
+                try connection.uploadVolume(name: name, data: data, mode: "0644")
+            }
+            let connection = connection
+            return { names.forEach { connection.deleteVolume(name: $0) } }
+        }
+    }
+
+    /// A channel file's contents, bounded: a guest must not exhaust host memory.
+    func collect(_ path: String, limit: Int) -> Data {
+        switch staging {
+        case .files: return readBounded(path, limit: limit)
+        case .volumes: return connection.downloadVolume(name: URL(fileURLWithPath: path).lastPathComponent, limit: limit)
+        }
     }
 
     enum Finish { case stopped, reported, timedOut }
@@ -178,18 +241,18 @@ func fileTail(_ path: String, bytes: Int = 4096) -> Data {
     return (try? handle.readToEnd()) ?? Data()
 }
 
-/// Destroys finished guests and removes their stage folders off the caller's path.
+/// Destroys finished guests and removes their staged files off the caller's path.
 final class Teardowns: @unchecked Sendable {
     private let group = DispatchGroup()
     private let queue = DispatchQueue(label: "shootdown.teardown", attributes: .concurrent)
 
-    func remove(_ domain: LibvirtDomain, stage: URL) {
+    func remove(_ domain: LibvirtDomain, cleanup: @escaping @Sendable () -> Void) {
         group.enter()
         queue.async { [group] in
             domain.destroy()
             _ = domain.waitForShutdown(deadline: .now + .seconds(60))
             ActiveDomains.shared.unregister(domain)
-            try? FileManager.default.removeItem(at: stage)
+            cleanup()
             group.leave()
         }
     }

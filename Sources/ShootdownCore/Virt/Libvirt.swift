@@ -90,6 +90,17 @@ public final class LibvirtConnection: @unchecked Sendable {
     }
 
     fileprivate func withDomain<T>(_ body: () -> T) -> T { locked(body) }
+
+    /// The raw handle under the connection's lock, for the storage extension.
+    func withHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try locked { try body(handle) }
+    }
+
+    /// Whether the hypervisor is on another machine (qemu+ssh://host/…, qemu+tls://…).
+    public var isRemote: Bool {
+        guard let components = URLComponents(string: uri) else { return false }
+        return !(components.host ?? "").isEmpty
+    }
 }
 
 /// A running (or finished) transient domain.
