@@ -114,15 +114,29 @@ extension FileManager {
 }
 
 /// Writes a file atomically (write to a temporary sibling, then rename), so a result
-/// on disk is either complete or absent.
+/// on disk is either complete or absent. The descriptor is close-on-exec: a process forked
+/// meanwhile must not inherit it, or executing the file (a wrapper script) fails with
+/// ETXTBSY while that child lives.
 public func writeAtomically(_ data: Data, to url: URL) throws {
-    do {
-        try FileManager.default.makeDirectory(url.deletingLastPathComponent())
-        try data.write(to: url, options: .atomic)
-    } catch let error as ShootdownError {
-        throw error
-    } catch {
-        throw ShootdownError.io(path: url.path, message: error.localizedDescription)
+    try FileManager.default.makeDirectory(url.deletingLastPathComponent())
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
+    let fd = open(temporary.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw ShootdownError.io(path: url.path, message: String(cString: strerror(errno))) }
+    let written = data.withUnsafeBytes { buffer -> Bool in
+        var offset = 0
+        while offset < buffer.count {
+            let count = write(fd, buffer.baseAddress!.advanced(by: offset), buffer.count - offset)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return false }
+            offset += count
+        }
+        return true
+    }
+    let error = errno
+    close(fd)
+    guard written, rename(temporary.path, url.path) == 0 else {
+        unlink(temporary.path)
+        throw ShootdownError.io(path: url.path, message: String(cString: strerror(written ? errno : error)))
     }
 }
 
