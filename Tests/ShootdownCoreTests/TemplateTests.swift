@@ -74,6 +74,19 @@ import Testing
         #expect(TemplateRenderer.referencedNames(in: "{{% CONTENT_TYPE: TEXT}}{{a}} {{#b}}x{{/b}} {{^c}}{{/c}} {{{d}}}") == ["a", "b", "c", "d"])
     }
 
+    @Test func sharedPartialsAreIncludedAndMissingOnesNamed() throws {
+        let template = try Self.catalog.template(named: Self.forkExit)
+        #expect(Set(template.partials.keys).isSuperset(of: ["tap", "clock", "hugetlb"]))
+        let rendered = try TemplateRenderer.render(template, template.defaultInstance).source
+        #expect(rendered.contains("static void tap_result(") && !rendered.contains("{{>"))
+        var broken = template
+        broken.source += "\n{{> no_such_partial}}\n"
+        #expect(throws: ShootdownError.templateInvalid(path: template.directory.path,
+                                                       message: "test.c.mustache includes {{> no_such_partial}}, but Templates/_common has no no_such_partial.c.mustache")) {
+            try TemplateRenderer.render(broken, broken.defaultInstance)
+        }
+    }
+
     @Test func poolExpressionsAreCheckedAndEvaluated() throws {
         let expression = try PoolExpression("gib*touch + 8", known: ["gib", "touch"])
         #expect(expression.evaluate(["gib": .int(4), "touch": .int(16)]) == 72)

@@ -6,6 +6,8 @@ public struct TestTemplate: Sendable {
     public var manifest: TemplateManifest
     public var source: String
     public var directory: URL
+    /// Shared C pieces (`Templates/_common/<name>.c.mustache`) the source includes as `{{> name}}`.
+    public var partials: [String: String] = [:]
 
     public var name: String { manifest.name }
 }
@@ -43,7 +45,18 @@ public struct TemplateCatalog: Sendable {
         guard let source = try? String(contentsOf: sourceURL, encoding: .utf8) else {
             throw ShootdownError.templateInvalid(path: sourceURL.path, message: "missing or unreadable")
         }
-        return TestTemplate(manifest: manifest, source: source, directory: directory)
+        return TestTemplate(manifest: manifest, source: source, directory: directory, partials: partials())
+    }
+
+    /// `_common/*.c.mustache`, by name.
+    func partials() -> [String: String] {
+        let common = root.appendingPathComponent("_common")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: common.path)) ?? []
+        var partials: [String: String] = [:]
+        for file in files where file.hasSuffix(".c.mustache") {
+            partials[String(file.dropLast(".c.mustache".count))] = try? String(contentsOf: common.appendingPathComponent(file), encoding: .utf8)
+        }
+        return partials
     }
 }
 
@@ -160,17 +173,38 @@ public enum TemplateRenderer {
         for tag in referencedNames(in: template.source) where context[tag] == nil {
             throw ShootdownError.templateInvalid(path: template.directory.path, message: "test.c.mustache uses {{\(tag)}}, which is no parameter")
         }
+        for partial in referencedPartials(in: template.source) where template.partials[partial] == nil {
+            throw ShootdownError.templateInvalid(path: template.directory.path,
+                                                 message: "test.c.mustache includes {{> \(partial)}}, but Templates/_common has no \(partial).c.mustache")
+        }
         let compiled: MustacheTemplate
+        var library = MustacheLibrary()
         do {
             compiled = try MustacheTemplate(string: template.source)
+            for (name, text) in template.partials {
+                // Partials hold C only: the pragma keeps the renderer from HTML-escaping.
+                library.register(try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + text), named: name)
+            }
         } catch {
             throw ShootdownError.templateInvalid(path: template.directory.path, message: "\(error)")
         }
         let pool = try PoolExpression(template.manifest.hugepages, known: Set(instance.values.keys))
-        return RenderedTest(instance: instance, source: compiled.render(context), summary: template.manifest.summary,
+        return RenderedTest(instance: instance, source: compiled.render(context, library: library), summary: template.manifest.summary,
                             kselftestCategory: template.manifest.kselftestCategory,
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
                             probeChecks: template.manifest.probeChecks, operation: template.manifest.operation)
+    }
+
+    /// The partials a template includes (`{{> name}}`).
+    static func referencedPartials(in source: String) -> Set<String> {
+        var names = Set<String>()
+        var rest = source[...]
+        while let open = rest.range(of: "{{>") {
+            guard let close = rest[open.upperBound...].range(of: "}}") else { break }
+            names.insert(rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces))
+            rest = rest[close.upperBound...]
+        }
+        return names
     }
 
     /// The variable and section names in a template (`{{x}}`, `{{#x}}`, `{{^x}}`, `{{/x}}`).
@@ -181,7 +215,7 @@ public enum TemplateRenderer {
             guard let close = rest[open.upperBound...].range(of: "}}") else { break }
             var tag = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
             rest = rest[close.upperBound...]
-            if tag.hasPrefix("%") || tag.hasPrefix("!") { continue }
+            if tag.hasPrefix("%") || tag.hasPrefix("!") || tag.hasPrefix(">") { continue }
             if let first = tag.first, "#^/&{".contains(first) { tag.removeFirst() }
             tag = tag.trimmingCharacters(in: CharacterSet(charactersIn: "} ").union(.whitespaces))
             if !tag.isEmpty { names.insert(tag) }

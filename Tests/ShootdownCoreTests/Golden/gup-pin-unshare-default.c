@@ -113,6 +113,7 @@ static int diag_left = MAX_DIAG;
 
 static int tap_failed, tap_skipped;
 
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -127,13 +128,6 @@ static void tap_result(int n, bool ok, const char *fmt, ...)
 		tap_failed++;
 }
 
-/* "ok N description # SKIP reason": the check does not apply to this kernel. */
-static void tap_skip(int n, const char *description, const char *reason)
-{
-	printf("ok %d %s # SKIP %s\n", n, description, reason);
-	tap_skipped++;
-}
-
 static __attribute__((noreturn)) void tap_skip_all(const char *reason)
 {
 	printf("1..0 # SKIP %s\n", reason);
@@ -146,14 +140,12 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 	exit(1);
 }
 
-/* ---------------------------------------------------------- helpers */
-
-static int64_t now_ns(void)
+/* Shared by shootdown's templates (Templates/_common/hugetlb.c.mustache): The 2 MiB hugetlb pool, smaps of the test's area, the kernel version, and a SKIP for checks that do not apply. */
+/* "ok N description # SKIP reason": the check does not apply to this kernel. */
+static void tap_skip(int n, const char *description, const char *reason)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	printf("ok %d %s # SKIP %s\n", n, description, reason);
+	tap_skipped++;
 }
 
 static long read_pool(const char *name)
@@ -172,6 +164,40 @@ static long read_pool(const char *name)
 	return v;
 }
 
+/* The pool may lag the munmap briefly; give it up to two seconds. */
+static bool pool_back(long free0, long resv0, long *free1, long *resv1)
+{
+	for (int i = 0; i < 200; i++) {
+		*free1 = read_pool("free_hugepages");
+		*resv1 = read_pool("resv_hugepages");
+		if (*free1 == free0 && *resv1 == resv0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* Shared_Hugetlb / Private_Hugetlb of our area from /proc/self/smaps. */
+static void read_smaps(long *shared_kb, long *private_kb)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[256];
+	bool ours = false;
+
+	*shared_kb = *private_kb = -1;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end;
+
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			ours = start == (unsigned long)area;
+		else if (ours && !sscanf(line, "Shared_Hugetlb: %ld kB", shared_kb))
+			sscanf(line, "Private_Hugetlb: %ld kB", private_kb);
+	}
+	fclose(f);
+}
+
 /* Whether the running kernel's release is older than major.minor. */
 static bool kernel_older_than(int major, int minor)
 {
@@ -183,7 +209,18 @@ static bool kernel_older_than(int major, int minor)
 	return ma < major || (ma == major && mi < minor);
 }
 
-/* splitmix64 finaliser: distinct, hard-to-fake values. */
+/* ---------------------------------------------------------- helpers */
+
+/* Shared by shootdown's templates (Templates/_common/clock.c.mustache): Monotonic nanoseconds, and a splitmix64 finaliser for per-page patterns. */
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* splitmix64 finaliser: distinct, hard-to-fake values per (page, generation). */
 static uint64_t mix(uint64_t x)
 {
 	x += 0x9e3779b97f4a7c15ULL;
@@ -304,27 +341,6 @@ static int check_buffer(const char *who, unsigned long round, unsigned long k, c
 }
 
 /* ------------------------------------------------------------ views */
-
-/* Shared_Hugetlb / Private_Hugetlb of our area from /proc/self/smaps. */
-static void read_smaps(long *shared_kb, long *private_kb)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[256];
-	bool ours = false;
-
-	*shared_kb = *private_kb = -1;
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
-			ours = start == (unsigned long)area;
-		else if (ours && !sscanf(line, "Shared_Hugetlb: %ld kB", shared_kb))
-			sscanf(line, "Private_Hugetlb: %ld kB", private_kb);
-	}
-	fclose(f);
-}
 
 /*
  * Classifies every touched page by its /proc/self/pagemap entry: present and
@@ -875,19 +891,6 @@ static void teardown(void)
 	close(splice_pipe[0]);
 	close(splice_pipe[1]);
 #endif
-}
-
-/* The pool may lag the close briefly; give it up to two seconds. */
-static bool pool_back(long free0, long resv0, long *free1, long *resv1)
-{
-	for (int i = 0; i < 200; i++) {
-		*free1 = read_pool("free_hugepages");
-		*resv1 = read_pool("resv_hugepages");
-		if (*free1 == free0 && *resv1 == resv0)
-			return true;
-		usleep(10000);
-	}
-	return false;
 }
 
 int main(void)

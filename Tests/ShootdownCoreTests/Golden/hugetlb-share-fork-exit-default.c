@@ -66,6 +66,7 @@ static int diag_left = MAX_DIAG;
 
 static int tap_failed, tap_skipped;
 
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -80,13 +81,6 @@ static void tap_result(int n, bool ok, const char *fmt, ...)
 		tap_failed++;
 }
 
-/* "ok N description # SKIP reason": the check does not apply to this kernel. */
-static void tap_skip(int n, const char *description, const char *reason)
-{
-	printf("ok %d %s # SKIP %s\n", n, description, reason);
-	tap_skipped++;
-}
-
 static __attribute__((noreturn)) void tap_skip_all(const char *reason)
 {
 	printf("1..0 # SKIP %s\n", reason);
@@ -99,14 +93,12 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 	exit(1);
 }
 
-/* ---------------------------------------------------------- helpers */
-
-static int64_t now_ns(void)
+/* Shared by shootdown's templates (Templates/_common/hugetlb.c.mustache): The 2 MiB hugetlb pool, smaps of the test's area, the kernel version, and a SKIP for checks that do not apply. */
+/* "ok N description # SKIP reason": the check does not apply to this kernel. */
+static void tap_skip(int n, const char *description, const char *reason)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	printf("ok %d %s # SKIP %s\n", n, description, reason);
+	tap_skipped++;
 }
 
 static long read_pool(const char *name)
@@ -125,6 +117,40 @@ static long read_pool(const char *name)
 	return v;
 }
 
+/* The pool may lag the munmap briefly; give it up to two seconds. */
+static bool pool_back(long free0, long resv0, long *free1, long *resv1)
+{
+	for (int i = 0; i < 200; i++) {
+		*free1 = read_pool("free_hugepages");
+		*resv1 = read_pool("resv_hugepages");
+		if (*free1 == free0 && *resv1 == resv0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* Shared_Hugetlb / Private_Hugetlb of our area from /proc/self/smaps. */
+static void read_smaps(long *shared_kb, long *private_kb)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[256];
+	bool ours = false;
+
+	*shared_kb = *private_kb = -1;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end;
+
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			ours = start == (unsigned long)area;
+		else if (ours && !sscanf(line, "Shared_Hugetlb: %ld kB", shared_kb))
+			sscanf(line, "Private_Hugetlb: %ld kB", private_kb);
+	}
+	fclose(f);
+}
+
 /* Whether the running kernel's release is older than major.minor. */
 static bool kernel_older_than(int major, int minor)
 {
@@ -134,6 +160,17 @@ static bool kernel_older_than(int major, int minor)
 	if (uname(&u) || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
 		return false;
 	return ma < major || (ma == major && mi < minor);
+}
+
+/* ---------------------------------------------------------- helpers */
+
+/* Shared by shootdown's templates (Templates/_common/clock.c.mustache): Monotonic nanoseconds, and a splitmix64 finaliser for per-page patterns. */
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* splitmix64 finaliser: distinct, hard-to-fake values per (page, generation). */
@@ -221,27 +258,6 @@ static int check_slots(unsigned long cycle)
 		}
 	}
 	return bad;
-}
-
-/* Shared_Hugetlb / Private_Hugetlb of our area from /proc/self/smaps. */
-static void read_smaps(long *shared_kb, long *private_kb)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[256];
-	bool ours = false;
-
-	*shared_kb = *private_kb = -1;
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long start, end;
-
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
-			ours = start == (unsigned long)area;
-		else if (ours && !sscanf(line, "Shared_Hugetlb: %ld kB", shared_kb))
-			sscanf(line, "Private_Hugetlb: %ld kB", private_kb);
-	}
-	fclose(f);
 }
 
 /*
@@ -395,19 +411,6 @@ static void map_area(void)
 		munmap(res, (size_t)(aligned - res));
 	if (aligned + len < res + len + slack)
 		munmap(aligned + len, (size_t)(res + len + slack - (aligned + len)));
-}
-
-/* The pool may lag the munmap briefly; give it up to two seconds. */
-static bool pool_back(long free0, long resv0, long *free1, long *resv1)
-{
-	for (int i = 0; i < 200; i++) {
-		*free1 = read_pool("free_hugepages");
-		*resv1 = read_pool("resv_hugepages");
-		if (*free1 == free0 && *resv1 == resv0)
-			return true;
-		usleep(10000);
-	}
-	return false;
 }
 
 int main(void)

@@ -69,6 +69,7 @@ static atomic_int diag_left = MAX_DIAG;
 
 static int tap_failed;
 
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -97,6 +98,7 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 
 /* ---------------------------------------------------------- helpers */
 
+/* Shared by shootdown's templates (Templates/_common/clock.c.mustache): Monotonic nanoseconds, and a splitmix64 finaliser for per-page patterns. */
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -105,7 +107,7 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* splitmix64 finaliser: a distinct value for every 8-byte word of the region. */
+/* splitmix64 finaliser: distinct, hard-to-fake values per (page, generation). */
 static uint64_t mix(uint64_t x)
 {
 	x += 0x9e3779b97f4a7c15ULL;
