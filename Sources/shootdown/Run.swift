@@ -44,6 +44,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Run every cell this many times (median and spread are reported).")
     var repeats: Int = 1
 
+    @Option(name: .customLong("config-fragment"), help: "Extra Kconfig fragment for git:/dir: kernels (repeatable).")
+    var configFragment: [String] = []
+
     @OptionGroup var execution: ExecutionFlags
 
     @Flag(name: .long, help: "Print result.json paths instead of the table.")
@@ -61,7 +64,12 @@ struct Run: ParsableCommand {
                 tests: try RunRequest.selections(tests: test.isEmpty ? [RunRequest.defaultTest] : test, parameters: param, catalog: catalog),
                 accel: try parseChoice(accel, as: AcceleratorChoice.self, option: "--accel"),
                 timeoutSeconds: timeout, repeats: repeats)
-            try runAndReport(request, context: context, execution: try execution.options(), quiet: quiet)
+            var withFragments = request
+            withFragments.configFragments = try configFragment.map { path in
+                guard FileManager.default.fileExists(atPath: path) else { throw ShootdownError.usage("--config-fragment \(path): no such file") }
+                return URL(fileURLWithPath: path).standardizedFileURL.path
+            }
+            try runAndReport(withFragments, context: context, execution: try execution.options(), quiet: quiet)
         }
     }
 }

@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nvcpu: 4\n", "spec.yaml:3:1: unknown key 'vcpu' in the spec; allowed here: name, libvirt_uri, kernels, arches, paravirt, vcpus, memory_mib, accel, repeats, timeout_s, tests, expect"),
+        ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nvcpu: 4\n", "spec.yaml:3:1: unknown key 'vcpu' in the spec; allowed here: name, libvirt_uri, kernels, arches, paravirt, vcpus, memory_mib, accel, repeats, timeout_s, config_fragments, tests, expect"),
         ("kernels: [debian, svn:linux@v6.12]\ntests: [hugetlb-share-fork-exit]\n", "spec.yaml:1:19: unknown kernel 'svn:linux@v6.12'; use debian[:VERSION] (e.g. debian:6.12.117), file:PATH, git:TREE@REF or dir:PATH"),
         ("kernels: [debian]\narches: [riscv64]\ntests: [hugetlb-share-fork-exit]\n", "spec.yaml:2:10: unknown arch 'riscv64'; use x86_64 or aarch64"),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nvcpus: [4, 0]\n", "spec.yaml:3:12: vcpus 0 is out of range 1...256"),
@@ -65,6 +65,7 @@ import Testing
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nexpect:\n  - scaling: {over: gib, is: flat}\n", "spec.yaml:4:30: scaling is 'flat'? use constant or linear"),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nexpect:\n  - status: GREEN\n", "spec.yaml:4:13: status 'GREEN' is not one of FAIL, ERROR, MISS, PASS, DONE, SKIP"),
         ("tests: [hugetlb-share-fork-exit]\n", "spec.yaml:1:1: the spec needs `kernels:` (e.g. [debian:6.12.117])"),
+        ("kernels: [debian]\nconfig_fragments: [kasan.config]\ntests: [hugetlb-share-fork-exit]\n", "spec.yaml:2:20: no config fragment at "),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit\n", "spec.yaml: not valid YAML"),
     ])
     func badSpecsSayWhereAndWhatIsAllowed(text: String, message: String) {

@@ -32,6 +32,8 @@ public struct MatrixSpec: Sendable, Codable, Equatable {
     public var tests: [TestSelection]
     /// Expectations for every cell and sweep.
     public var expectations: [ScopedExpectation]
+    /// Kconfig fragments for kernels built from source, relative to the spec file.
+    public var configFragments: [String] = []
 
     public init(name: String, libvirtURI: String? = nil, kernels: [KernelSpec], arches: [Arch]? = nil,
                 paravirt: [Paravirt?] = [nil], vcpus: [Int] = [4], memoryMiB: Int = 1024, accel: AcceleratorChoice = .auto,
@@ -123,7 +125,7 @@ struct SpecReader {
     }
 
     static let topKeys = ["name", "libvirt_uri", "kernels", "arches", "paravirt", "vcpus", "memory_mib", "accel", "repeats",
-                          "timeout_s", "tests", "expect"]
+                          "timeout_s", "config_fragments", "tests", "expect"]
 
     func spec(_ root: Node) throws -> MatrixSpec {
         var spec = MatrixSpec(name: URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent, kernels: [], tests: [])
@@ -159,6 +161,14 @@ struct SpecReader {
                 sawTests = true
                 spec.tests = try list(value).map(test)
             case "expect": spec.expectations = try list(value).map(expectation)
+            case "config_fragments":
+                let base = URL(fileURLWithPath: file).deletingLastPathComponent()
+                spec.configFragments = try list(value).map { item in
+                    let path = try string(item, "a config fragment")
+                    let url = path.hasPrefix("/") ? URL(fileURLWithPath: path) : base.appendingPathComponent(path)
+                    guard FileManager.default.fileExists(atPath: url.path) else { throw fail(item, "no config fragment at \(url.path)") }
+                    return url.path
+                }
             default: break
             }
         }

@@ -125,7 +125,7 @@ public struct RunPipeline: Sendable {
     }
 
     func resolveKernels(_ request: RunRequest) throws -> [KernelImage] {
-        let resolver = KernelResolver(context: context)
+        let resolver = KernelResolver(context: context, configFragments: request.configFragments.map { URL(fileURLWithPath: $0) })
         var kernels: [KernelImage] = []
         for spec in request.kernels {
             for arch in try request.arches ?? resolver.naturalArches(spec) {

@@ -15,6 +15,8 @@ public struct RunRequest: Sendable, Codable, Equatable {
     public var repeats: Int
     /// Expectations for every cell and sweep (tests carry their own too).
     public var expectations: [ScopedExpectation]
+    /// Kconfig fragments added to kernels built from source (git:, dir:).
+    public var configFragments: [String] = []
 
     public static let defaultTest = "hugetlb-share-fork-exit"
 
@@ -40,6 +42,7 @@ public struct RunRequest: Sendable, Codable, Equatable {
         self.init(name: spec.name, kernels: spec.kernels, arches: spec.arches, paravirt: spec.paravirt, vcpus: spec.vcpus,
                   memoryMiB: spec.memoryMiB, tests: spec.tests, accel: spec.accel, timeoutSeconds: spec.timeoutSeconds,
                   repeats: spec.repeats, expectations: spec.expectations)
+        configFragments = spec.configFragments
     }
 
     /// Rejects requests that cannot work before anything is downloaded or booted.
