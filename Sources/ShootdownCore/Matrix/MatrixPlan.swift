@@ -59,13 +59,8 @@ public struct MatrixPlan: Sendable {
                 }
             }
         }
-        if let shard = options.shard {
-            entries = entries.enumerated().filter { $0.offset % shard.count == shard.index - 1 }.map(\.element)
-        }
-        self.entries = entries
-        jobs = max(1, options.jobs ?? ExecutionOptions.defaultJobs(cpus: ProcessInfo.processInfo.activeProcessorCount,
-                                                                    memoryMiB: Int(ProcessInfo.processInfo.physicalMemory >> 20),
-                                                                    guestMemoryMiB: request.memoryMiB))
+        self.entries = options.slice(entries)
+        jobs = options.resolvedJobs(guestMemoryMiB: request.memoryMiB)
     }
 
     public var estimatedSeconds: Double { entries.map(\.estimatedSeconds).reduce(0, +) / Double(jobs) }

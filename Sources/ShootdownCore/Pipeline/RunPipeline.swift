@@ -46,22 +46,17 @@ public struct RunPipeline: Sendable {
         let assets = try buildPrograms(tests.map(\.test), arches: Set(kernels.map(\.arch)))
         ActiveDomains.shared.destroyOnInterrupt()
         let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets)
-        var cells = expandCells(request, kernels: kernels, decisions: decisions, tests: tests)
-        if let shard = options.shard {
-            cells = cells.enumerated().filter { $0.offset % shard.count == shard.index - 1 }.map(\.element)
-        }
+        let cells = options.slice(expandCells(request, kernels: kernels, decisions: decisions, tests: tests))
 
         let directory = try openDirectory(options)
         try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.cell)))
         let finished = Set(try directory.results().map(\.cell.id))
         let pending = cells.filter { !finished.contains($0.cell.id) }
-        let jobs = options.jobs ?? ExecutionOptions.defaultJobs(
-            cpus: ProcessInfo.processInfo.activeProcessorCount,
-            memoryMiB: Int(ProcessInfo.processInfo.physicalMemory >> 20), guestMemoryMiB: request.memoryMiB)
+        let jobs = options.resolvedJobs(guestMemoryMiB: request.memoryMiB)
         context.log("run \(directory.runID): \(cells.count) cell(s)" + (finished.isEmpty ? "" : ", \(cells.count - pending.count) already done")
                     + ", \(jobs) at a time → \(directory.url.path)")
 
-        try execute(pending, jobs: max(1, min(jobs, pending.count)), assets: assets, directory: directory,
+        try execute(pending, jobs: min(jobs, max(1, pending.count)), assets: assets, directory: directory,
                     alreadyDone: cells.count - pending.count, total: cells.count, onCell: onCell)
 
         let report = try directory.rebuildReport(request: request)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a run was asked to do; recorded in run.json. `shootdown run` builds one from its
 /// options, `shootdown matrix` from a spec file.
 public struct RunRequest: Sendable, Codable, Equatable {
@@ -103,6 +105,19 @@ public struct ExecutionOptions: Sendable, Equatable {
             throw ShootdownError.usage("--shard \(text): use I/N with 1 ≤ I ≤ N, e.g. --shard 2/4")
         }
         return (parts[0], parts[1])
+    }
+
+    /// This runner's slice of the cells, by position in expansion order (which does not
+    /// depend on how kernels resolve, so every runner computes the same slices).
+    public func slice<T>(_ items: [T]) -> [T] {
+        guard let shard else { return items }
+        return items.enumerated().filter { $0.offset % shard.count == shard.index - 1 }.map(\.element)
+    }
+
+    /// `jobs`, or the default for this host and guest size.
+    public func resolvedJobs(guestMemoryMiB: Int) -> Int {
+        max(1, jobs ?? Self.defaultJobs(cpus: ProcessInfo.processInfo.activeProcessorCount,
+                                        memoryMiB: Int(ProcessInfo.processInfo.physicalMemory >> 20), guestMemoryMiB: guestMemoryMiB))
     }
 
     /// One guest per two host CPUs (a TCG guest keeps about two busy) and per guest's
