@@ -98,7 +98,7 @@ public struct KernelBuilder: Sendable {
         let output = try buildDirectory(source: source, arch: arch)
         try FileManager.default.makeDirectory(output)
         let log = output.appendingPathComponent("build.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let jobs = ProcessInfo.processInfo.activeProcessorCount + 1
         let variables = Self.makeVariables(arch, output: output, jobs: jobs)
         let clock = ContinuousClock(), started = clock.now

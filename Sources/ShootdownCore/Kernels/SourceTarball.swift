@@ -33,7 +33,7 @@ public struct SourceTarball: Sendable {
             try FileManager.default.moveItem(at: tree, to: partial.appendingPathComponent("stale"))
         }
         try FileManager.default.moveItem(at: unpacked, to: tree)
-        FileManager.default.createFile(atPath: marker.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: marker.path, contents: nil)
         return tree
     }
 

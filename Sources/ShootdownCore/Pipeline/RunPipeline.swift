@@ -84,7 +84,7 @@ public struct RunPipeline: Sendable {
                     let (cell, planned) = cells[index]
                     context.log("[\(board.started)/\(total)] \(cell.id)")
                     var (result, artifacts) = try runCell(cell, test: planned.test, assets: assets[cell.arch]!,
-                                                          launcher: launcher, runID: directory.runID, index: index)
+                                                          launcher: launcher, runID: directory.runID)
                     applyExpectations(planned.expectations, to: &result)
                     // On disk before the cell counts as done: an interrupted run loses nothing finished.
                     let cellDirectory = try directory.write(result, artifacts: artifacts)
@@ -197,8 +197,7 @@ public struct RunPipeline: Sendable {
         return cells
     }
 
-    func runCell(_ cell: Cell, test: RenderedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String,
-                 index: Int) throws -> (CellResult, RunDirectory.CellArtifacts) {
+    func runCell(_ cell: Cell, test: RenderedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
         var artifacts = RunDirectory.CellArtifacts()
         if let reason = cell.skipReason {
             let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,

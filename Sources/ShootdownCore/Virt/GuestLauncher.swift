@@ -220,7 +220,9 @@ public struct GuestLauncher: Sendable {
         try writeAtomically(initramfs, to: URL(fileURLWithPath: spec.initrd))
         chmod(spec.initrd, 0o644)
         for path in [spec.consolePath, spec.resultPath] {
-            fileManager.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o666])
+            guard fileManager.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o666]) else {
+                throw ShootdownError.io(path: path, message: "cannot create the guest's channel file")
+            }
         }
     }
 }

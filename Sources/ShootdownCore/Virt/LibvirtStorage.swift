@@ -126,7 +126,7 @@ extension LibvirtConnection {
 
     /// The hypervisor host's default QEMU for an arch (a remote host's path is not ours).
     func defaultEmulator(arch: Arch, virtType: String) -> String? {
-        try? withHandle { handle -> String? in
+        withHandle { handle -> String? in
             guard let xml = virConnectGetDomainCapabilities(handle, nil, arch.rawValue, arch.machine, virtType, 0) else { return nil }
             defer { free(xml) }
             let text = String(cString: xml)
