@@ -62,6 +62,17 @@ import XMLSupport
         let wrapper = try launcher.emulatorWrapper(for: "/bin/echo", accelSuffix: ",thread=single", cpuSuffix: "")
         let output = try ProcessRunner().check(Command(wrapper, ["-name", "a b", "-accel", "tcg", "-append", "x -accel tcg", "-cpu", "max"]))
         #expect(output.stdout == "-name a b -accel tcg,thread=single -append x -accel tcg -cpu max\n")
+        // An unchanged wrapper is left alone: a new ctime makes libvirt re-probe QEMU on every start.
+        func ctime(_ path: String) -> timespec {
+            var info = stat()
+            stat(path, &info)
+            return info.st_ctim
+        }
+        let before = ctime(wrapper)
+        Thread.sleep(forTimeInterval: 0.02)
+        #expect(try launcher.emulatorWrapper(for: "/bin/echo", accelSuffix: ",thread=single", cpuSuffix: "") == wrapper)
+        let after = ctime(wrapper)
+        #expect(before.tv_sec == after.tv_sec && before.tv_nsec == after.tv_nsec)
         let steal = try launcher.emulatorWrapper(for: "/bin/echo", accelSuffix: "", cpuSuffix: ",kvm-steal-time=off")
         #expect(try ProcessRunner().check(Command(steal, ["-accel", "kvm", "-cpu", "host"])).stdout == "-accel kvm -cpu host,kvm-steal-time=off\n")
         #expect(Self.spec(.aarch64, .kvm, .off).qemuSuffixes.cpu == ",kvm-steal-time=off")

@@ -78,15 +78,21 @@ public struct GuestLauncher: Sendable {
         let tag = ContentHash.of(accelSuffix, cpuSuffix).prefix(8)
         let name = "\(URL(fileURLWithPath: emulator).lastPathComponent)-\(tag)"
         let script = Self.wrapperScript(emulator: emulator, accelSuffix: accelSuffix, cpuSuffix: cpuSuffix)
+        // Never touch an unchanged wrapper: a new ctime invalidates libvirt's capabilities
+        // cache, and every domain start then re-probes QEMU (4 s instead of 0.3 s).
         if staging == .volumes {
-            return try connection.uploadVolume(name: "bin-\(name)", data: Data(script.utf8), mode: "0755")
+            let volume = "bin-\(name)"
+            if connection.downloadVolume(name: volume, limit: 1 << 16) == Data(script.utf8) {
+                return try connection.ensurePool() + "/" + volume
+            }
+            return try connection.uploadVolume(name: volume, data: Data(script.utf8), mode: "0755")
         }
         let url = context.paths.stage.appendingPathComponent("bin/\(name)")
         if (try? String(contentsOf: url, encoding: .utf8)) != script {
             try FileManager.default.makeDirectory(url.deletingLastPathComponent(), mode: 0o755)
             try writeAtomically(script, to: url)
+            chmod(url.path, 0o755)
         }
-        chmod(url.path, 0o755)
         return url.path
     }
 
