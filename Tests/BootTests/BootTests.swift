@@ -39,6 +39,24 @@ import Testing
         }
     }
 
+    /// Every template, short parameters, both arches: PASS with its operations counted.
+    @Test func everyTemplatePassesOnBothArches() throws {
+        let tests = [TestSelection(name: "madv-collapse", parameters: ["pmds=2", "threads=1"]),
+                     TestSelection(name: "gup-pin-unshare", parameters: ["iterations=2", "gib=1"]),
+                     TestSelection(name: "madv-collapse", parameters: ["pmds=2", "threads=0", "memory=shmem"])]
+        let results = try Self.run(RunRequest(tests: tests, timeoutSeconds: 240))
+        #expect(results.count == 6)
+        for result in results {
+            #expect(result.status == .pass, "\(result.cell.id): \(result.reason ?? "")")
+            #expect((result.counters?.operations ?? 0) > 0, "\(result.cell.id): no operations reported")
+        }
+        // Jann Horn's fix: one sync broadcast per collapsed anonymous PMD.
+        for result in results where result.cell.test == "madv-collapse" && result.cell.parameters["memory"] == .choice("anon") {
+            let sync = result.counters?.probe("tlb_remove_table_sync_one")?.perOperation ?? 0
+            #expect(sync >= 0.5 && sync <= 2, "\(result.cell.id): \(sync) syncs per collapsed PMD")
+        }
+    }
+
     /// A check that fails inside the guest must arrive as FAIL on the host.
     @Test func brokenGuestCheckIsFail() throws {
         let results = try Self.run(RunRequest(arches: [.x86_64], tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["fault=corrupt", "cycles=2"])], timeoutSeconds: 120))

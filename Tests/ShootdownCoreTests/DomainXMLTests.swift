@@ -20,6 +20,9 @@ import XMLSupport
         (.x86_64, .kvm, .on, "domain-x86_64-kvm-pv-on.xml"),
         (.x86_64, .kvm, .off, "domain-x86_64-kvm-pv-off.xml"),
         (.aarch64, .kvm, .off, "domain-aarch64-kvm-pv-off.xml"),
+        (.aarch64, .kvm, .on, "domain-aarch64-kvm-pv-on.xml"),
+        (.x86_64, .tcg, .off, "domain-x86_64-tcg-pv-off.xml"),
+        (.aarch64, .tcg, .off, "domain-aarch64-tcg-pv-off.xml"),
     ]
 
     @Test(arguments: combinations.indices)

@@ -101,3 +101,41 @@ import Testing
         #expect(KernelBuilder.firstError(inLog: log) == "make[1]: *** [Makefile:1] Error 2 (\(log.path):2)")
     }
 }
+
+@Suite struct GitCheckoutTests {
+    /// git: specs build from shootdown's own worktree: the user's working tree, branch and
+    /// uncommitted changes stay as they are, and a second ref reuses the worktree.
+    @Test func refsAreCheckedOutInOurOwnWorktree() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("gitsrc-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let tree = root.appendingPathComponent("linux")
+        try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: true)
+        let runner = ProcessRunner()
+        func git(_ arguments: [String]) throws -> String {
+            try runner.check(Command("git", ["-C", tree.path, "-c", "user.name=t", "-c", "user.email=t@t"] + arguments)).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        _ = try git(["init", "--quiet"])
+        try "v1\n".write(to: tree.appendingPathComponent("Kconfig"), atomically: true, encoding: .utf8)
+        _ = try git(["add", "Kconfig"])
+        _ = try git(["commit", "--quiet", "-m", "one"])
+        _ = try git(["tag", "v1"])
+        try "v2\n".write(to: tree.appendingPathComponent("Kconfig"), atomically: true, encoding: .utf8)
+        _ = try git(["commit", "--quiet", "-am", "two"])
+        try "uncommitted\n".write(to: tree.appendingPathComponent("Kconfig"), atomically: true, encoding: .utf8)
+
+        let context = ToolContext(paths: ToolPaths(cache: root.appendingPathComponent("cache"), results: root, resources: root, stage: root),
+                                  log: { _ in })
+        let builder = KernelBuilder(context: context)
+        let first = try builder.source(for: .git(tree: tree.path, ref: "v1"))
+        #expect(try String(contentsOf: first.path.appendingPathComponent("Kconfig"), encoding: .utf8) == "v1\n")
+        #expect(first.commit == (try git(["rev-parse", "v1"])))
+        #expect(first.origin.hasPrefix("\(tree.path)@v1 ("))
+        let second = try builder.source(for: .git(tree: tree.path, ref: "HEAD"))
+        #expect(second.path.standardizedFileURL.path == first.path.standardizedFileURL.path)
+        #expect(try String(contentsOf: second.path.appendingPathComponent("Kconfig"), encoding: .utf8) == "v2\n")
+        #expect(try String(contentsOf: tree.appendingPathComponent("Kconfig"), encoding: .utf8) == "uncommitted\n")
+        #expect(try git(["rev-parse", "--abbrev-ref", "HEAD"]) != "HEAD")
+        #expect(throws: ShootdownError.self) { try builder.source(for: .git(tree: tree.path, ref: "no-such-ref")) }
+    }
+}
