@@ -117,11 +117,12 @@ public struct GuestLauncher: Sendable {
     }
 
     public func boot(_ spec: DomainSpec, kernel: URL, initramfs: Data, timeout: Duration) throws -> GuestOutcome {
-        let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs)
-        let xml = try DomainXML.render(spec)
+        // A leftover of a killed run still uses these files: destroy it before restaging.
         if connection.destroyDomain(named: spec.name) {
             context.log("destroyed a leftover domain \(spec.name) from an interrupted run")
         }
+        let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs)
+        let xml = try DomainXML.render(spec)
         let clock = ContinuousClock(), started = clock.now
         let domain: LibvirtDomain
         do {
