@@ -94,3 +94,26 @@ import XMLSupport
         GoldenFile.check(line + "\n", "qemu-aarch64-tcg.txt")
     }
 }
+
+/// Ctrl-C while libvirt is still creating a domain: the new domain must not outlive us.
+@Suite struct ActiveDomainsTests {
+    @Test func aDomainThatComesUpDuringAnInterruptionIsDestroyed() throws {
+        let registry = ActiveDomains()
+        let connection = try LibvirtConnection(uri: "test:///default")
+        let xml = "<domain type='test'><name>shootdown-race-\(UUID().uuidString)</name><memory>1024</memory><os><type>hvm</type></os></domain>"
+        #expect(registry.beginStart())
+        let domain = try connection.startTransient(xml: xml)
+        let stopped = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            registry.stopStarting()  // waits for the start in flight
+            stopped.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(stopped.wait(timeout: .now()) == .timedOut, "the interruption must wait for the start in flight")
+        registry.endStart(domain)
+        #expect(stopped.wait(timeout: .now() + 5) == .success)
+        #expect(!domain.isActive)
+        #expect(!registry.beginStart())
+        #expect(registry.names.isEmpty)
+    }
+}

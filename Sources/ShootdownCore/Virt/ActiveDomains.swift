@@ -8,9 +8,37 @@ public final class ActiveDomains: @unchecked Sendable {
     private let lock = NSLock()
     private var domains: [String: LibvirtDomain] = [:]
     private var signalSources: [DispatchSourceSignal] = []
+    /// Domain starts in flight: created by libvirt but not registered yet.
+    private var starting = 0
+    private var interrupted = false
 
-    public func register(_ domain: LibvirtDomain) {
-        lock.withLock { domains[domain.name] = domain }
+    /// Call before creating a domain; false once an interruption began (start nothing).
+    public func beginStart() -> Bool {
+        lock.withLock {
+            guard !interrupted else { return false }
+            starting += 1
+            return true
+        }
+    }
+
+    /// Call after the creation attempt. A domain that came up while an interruption was
+    /// under way is destroyed at once instead of outliving the process.
+    public func endStart(_ domain: LibvirtDomain?) {
+        let destroyNow = lock.withLock { () -> Bool in
+            starting -= 1
+            guard let domain else { return false }
+            if interrupted { return true }
+            domains[domain.name] = domain
+            return false
+        }
+        if destroyNow { domain?.destroy() }
+    }
+
+    /// Blocks new starts and waits (bounded) for those in flight to finish.
+    func stopStarting(timeout: TimeInterval = 30) {
+        lock.withLock { interrupted = true }
+        let deadline = Date().addingTimeInterval(timeout)
+        while lock.withLock({ starting > 0 }) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
     }
 
     public func unregister(_ domain: LibvirtDomain) {
@@ -36,6 +64,8 @@ public final class ActiveDomains: @unchecked Sendable {
                 let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
                 source.setEventHandler { [weak self] in
                     FileHandle.standardError.write(Data("\ninterrupted: destroying running guests\n".utf8))
+                    // A domain libvirt is creating right now is not registered yet.
+                    self?.stopStarting()
                     self?.destroyAll()
                     cleanup()
                     exit(130)

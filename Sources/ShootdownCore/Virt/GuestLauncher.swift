@@ -124,17 +124,22 @@ public struct GuestLauncher: Sendable {
         let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs)
         let xml = try DomainXML.render(spec)
         let clock = ContinuousClock(), started = clock.now
+        guard ActiveDomains.shared.beginStart() else {
+            cleanup()
+            throw ShootdownError.usage("interrupted: no new guest is started")
+        }
         let domain: LibvirtDomain
         do {
             domain = try connection.startTransient(xml: xml)
         } catch {
+            ActiveDomains.shared.endStart(nil)
             let console = collect(spec.consolePath, limit: Self.maxConsoleBytes)
             cleanup()
             return GuestOutcome(domainXML: xml, timedOut: false, wall: clock.now - started, console: console, results: Data(),
                                 startError: "\(error)")
         }
         let startLatency = clock.now - started
-        ActiveDomains.shared.register(domain)
+        ActiveDomains.shared.endStart(domain)
         let finished = waitForResult(domain, spec: spec, deadline: started + timeout)
         let wall = clock.now - started
         if staging == .volumes && finished != .stopped {
