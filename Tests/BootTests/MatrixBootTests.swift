@@ -63,7 +63,9 @@ import Testing
         let before = Set(finishedCells())
         #expect(before.count >= 1 && before.count < 3, "\(before)")
         let connection = try LibvirtConnection(uri: BootTests.context().libvirtURI)
-        #expect(try connection.domainNames(prefix: "shootdown-interrupted").isEmpty)
+        let left = try connection.domainNames(prefix: "shootdown-interrupted")
+        let states = left.map { name in (try? ProcessRunner().run(Command("virsh", ["-c", connection.uri, "domstate", "--reason", name])).stdout) ?? "?" }
+        #expect(left.isEmpty, "left behind: \(zip(left, states).map { "\($0) \($1)" })")
 
         let resumed = try ProcessRunner().run(Command(binary.path, arguments + ["--resume", "interrupted"]), timeout: .seconds(600))
         #expect(resumed.status == 0, "\(resumed.stderr)")

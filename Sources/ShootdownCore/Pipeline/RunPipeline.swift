@@ -86,6 +86,8 @@ public struct RunPipeline: Sendable {
                     var (result, artifacts) = try runCell(cell, test: planned.test, assets: assets[cell.arch]!,
                                                           launcher: launcher, runID: directory.runID)
                     applyExpectations(planned.expectations, to: &result)
+                    // A guest we destroyed on Ctrl-C is no result: leave the cell for --resume.
+                    if ActiveDomains.shared.isInterrupted { break }
                     // On disk before the cell counts as done: an interrupted run loses nothing finished.
                     let cellDirectory = try directory.write(result, artifacts: artifacts)
                     onCell(result, cellDirectory, board.finish(result, seconds: result.timings.totalSeconds, jobs: jobs))

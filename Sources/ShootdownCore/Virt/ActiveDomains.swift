@@ -12,6 +12,10 @@ public final class ActiveDomains: @unchecked Sendable {
     private var starting = 0
     private var interrupted = false
 
+    /// True once Ctrl-C (or SIGTERM) began: guests then die by our hand, so what they
+    /// produced is no result and must not be recorded.
+    public var isInterrupted: Bool { lock.withLock { interrupted } }
+
     /// Call before creating a domain; false once an interruption began (start nothing).
     public func beginStart() -> Bool {
         lock.withLock {
@@ -47,12 +51,16 @@ public final class ActiveDomains: @unchecked Sendable {
 
     public var names: [String] { lock.withLock { domains.keys.sorted() } }
 
-    public func destroyAll() {
+    /// Destroys every registered domain and waits (bounded) until libvirt has removed
+    /// them, so none is still listed when the process exits.
+    public func destroyAll(timeout: TimeInterval = 10) {
         let all = lock.withLock { () -> [LibvirtDomain] in
             defer { domains.removeAll() }
             return Array(domains.values)
         }
         all.forEach { $0.destroy() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while all.contains(where: \.exists) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
     }
 
     /// On SIGINT/SIGTERM: destroy every registered domain, run `cleanup`, exit 130.

@@ -127,11 +127,26 @@ public final class LibvirtDomain: @unchecked Sendable {
         }
     }
 
-    /// Stops the guest at once; harmless when it has already stopped.
+    /// Stops the guest at once; harmless when it has already stopped. Retries briefly:
+    /// destroy can fail while another call holds the domain's job.
     public func destroy() {
+        for _ in 0..<10 {
+            let stopped = connection.withDomain { () -> Bool in
+                guard let handle else { return true }
+                return virDomainIsActive(handle) != 1 || virDomainDestroy(handle) == 0
+            }
+            if stopped { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+
+    /// False once libvirt has removed the (transient) domain, which can come a little
+    /// after destroy returns.
+    public var exists: Bool {
         connection.withDomain {
-            guard let handle else { return }
-            if virDomainIsActive(handle) == 1 { _ = virDomainDestroy(handle) }
+            guard let handle else { return false }
+            var state: Int32 = 0, reason: Int32 = 0
+            return virDomainGetState(handle, &state, &reason, 0) == 0
         }
     }
 
