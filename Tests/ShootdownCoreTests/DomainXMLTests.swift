@@ -108,8 +108,11 @@ import XMLSupport
             registry.stopStarting()  // waits for the start in flight
             stopped.signal()
         }
-        Thread.sleep(forTimeInterval: 0.1)
-        #expect(stopped.wait(timeout: .now()) == .timedOut, "the interruption must wait for the start in flight")
+        // Wait (not sleep) until the interruption has begun, however loaded the machine is.
+        let deadline = Date().addingTimeInterval(30)
+        while !registry.isInterrupted && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(registry.isInterrupted)
+        #expect(stopped.wait(timeout: .now() + 0.2) == .timedOut, "the interruption must wait for the start in flight")
         registry.endStart(domain)
         #expect(stopped.wait(timeout: .now() + 5) == .success)
         #expect(!domain.isActive)
