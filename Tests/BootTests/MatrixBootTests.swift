@@ -44,8 +44,11 @@ import Testing
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments + ["--run-id", "interrupted"]
+        let stderrFile = results.appendingPathComponent("interrupted.stderr")
+        try FileManager.default.createDirectory(at: results, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: stderrFile)
         try process.run()
         // Interrupt while the second cell's guest runs: the first result is on disk.
         let deadline = Date().addingTimeInterval(300)
@@ -65,7 +68,7 @@ import Testing
         let connection = try LibvirtConnection(uri: BootTests.context().libvirtURI)
         let left = try connection.domainNames(prefix: "shootdown-interrupted")
         let states = left.map { name in (try? ProcessRunner().run(Command("virsh", ["-c", connection.uri, "domstate", "--reason", name])).stdout) ?? "?" }
-        #expect(left.isEmpty, "left behind: \(zip(left, states).map { "\($0) \($1)" })")
+        #expect(left.isEmpty, "left behind: \(zip(left, states).map { "\($0) \($1)" }); the run said:\n\(tail((try? String(contentsOf: stderrFile, encoding: .utf8)) ?? "", lines: 12))")
 
         let resumed = try ProcessRunner().run(Command(binary.path, arguments + ["--resume", "interrupted"]), timeout: .seconds(600))
         #expect(resumed.status == 0, "\(resumed.stderr)")

@@ -26,16 +26,22 @@ public final class ActiveDomains: @unchecked Sendable {
     }
 
     /// Call after the creation attempt. A domain that came up while an interruption was
-    /// under way is destroyed at once instead of outliving the process.
+    /// under way is destroyed at once, and counts as in flight until libvirt has removed
+    /// it, so the interrupted process does not exit while it is still listed.
     public func endStart(_ domain: LibvirtDomain?) {
         let destroyNow = lock.withLock { () -> Bool in
-            starting -= 1
-            guard let domain else { return false }
-            if interrupted { return true }
-            domains[domain.name] = domain
-            return false
+            guard let domain, interrupted else {
+                if let domain { domains[domain.name] = domain }
+                starting -= 1
+                return false
+            }
+            return true
         }
-        if destroyNow { domain?.destroy() }
+        guard destroyNow, let domain else { return }
+        domain.destroy()
+        let deadline = Date().addingTimeInterval(10)
+        while domain.exists && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        lock.withLock { starting -= 1 }
     }
 
     /// Blocks new starts and waits (bounded) for those in flight to finish.
@@ -61,6 +67,8 @@ public final class ActiveDomains: @unchecked Sendable {
         all.forEach { $0.destroy() }
         let deadline = Date().addingTimeInterval(timeout)
         while all.contains(where: \.exists) && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let left = all.filter(\.exists).map(\.name)
+        FileHandle.standardError.write(Data("destroyed \(all.count) guest(s)\(left.isEmpty ? "" : "; still listed: \(left.joined(separator: ", "))")\n".utf8))
     }
 
     /// On SIGINT/SIGTERM: destroy every registered domain, run `cleanup`, exit 130.

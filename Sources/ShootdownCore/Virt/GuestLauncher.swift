@@ -264,7 +264,9 @@ final class Teardowns: @unchecked Sendable {
         group.enter()
         queue.async { [group] in
             domain.destroy()
-            _ = domain.waitForShutdown(deadline: .now + .seconds(60))
+            // Registered until libvirt has removed it: an interruption meanwhile waits for it.
+            let deadline = Date().addingTimeInterval(60)
+            while domain.exists && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
             ActiveDomains.shared.unregister(domain)
             cleanup()
             group.leave()
