@@ -82,3 +82,13 @@ import Testing
         #expect(comparison.cells.count == 6)
     }
 }
+
+@Suite struct RepeatTableTests {
+    @Test func repeatsShowMedianAndSpread() {
+        let cells = (1...3).map { CompareTests.cell(sync: [1.0, 1.6, 2.0][$0 - 1], cal: 6, repeatIndex: $0) }
+        let text = TerminalReport.render(RunReport(runID: "r", name: "run", cells: cells, sweeps: []))
+        #expect(text.contains("repeats:"))
+        let row = text.split(separator: "\n").first { $0.contains("sync_one") && $0.contains("..") }
+        #expect(row?.contains("1.60") == true && row?.contains("1.00..2.00") == true, "\(row ?? "no row")")
+    }
+}

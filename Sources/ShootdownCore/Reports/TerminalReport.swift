@@ -68,18 +68,12 @@ public enum TerminalReport {
         var rows: [[String]] = [["  cell", "n", "metric", "median", "spread (min..max)"]]
         for (base, cells) in repeated.sorted(by: { $0.key < $1.key }) {
             for metric in SweepAnalysis.metrics(cells) where headlineMetrics.contains(metric) {
-                let values = cells.compactMap { SweepAnalysis.value(of: metric, in: $0) }.sorted()
-                guard let low = values.first, let high = values.last else { continue }
-                rows.append(["  " + base, String(values.count), shortName(metric), number(median(values)),
-                             "\(number(low))..\(number(high))"])
+                guard let spread = Spread(cells.compactMap { SweepAnalysis.value(of: metric, in: $0) }) else { continue }
+                rows.append(["  " + base, String(spread.count), shortName(metric), number(spread.median),
+                             "\(number(spread.min))..\(number(spread.max))"])
             }
         }
         return "\nrepeats:\n" + table(rows)
-    }
-
-    static func median(_ sorted: [Double]) -> Double {
-        let middle = sorted.count / 2
-        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     /// Metrics always shown for a sweep; others only when they scale.
