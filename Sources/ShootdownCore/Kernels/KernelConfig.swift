@@ -1,6 +1,6 @@
 import Foundation
 
-/// Kconfig fragments and the check that their settings survived `olddefconfig`.
+/// Kconfig fragments and the check that their settings survived the configure step (`mod2noconfig`).
 public struct KernelConfigFragment: Sendable, Equatable {
     public var path: String
     /// Option → wanted value ("y", "m", a string or number, or "n" for `# … is not set`).
