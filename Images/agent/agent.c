@@ -37,6 +37,8 @@
 #define AGENT_VERSION 1
 #define PLAN_PATH "/shootdown/plan"
 #define MODULES_DIR "/shootdown/modules"
+#define WIDEN_MODULE "/shootdown/widen/shootdown_widen.ko"
+#define WIDEN_STATS "/sys/module/shootdown_widen/parameters/stats"
 #define PORT_NAME "org.shootdown.results"
 #define CONSOLE_PREFIX "@@SHOOTDOWN-RECORD@@"
 #define TRACEFS "/sys/kernel/tracing"
@@ -49,12 +51,13 @@
  * Budgets for the escaped JSON text of each field. A record line may be at
  * most 4 MiB; escaping can grow text (\n is 2 bytes, a control byte 6), so the
  * escaped size is bounded separately: a test record stays below
- * 2 MiB + 5 * 384 KiB + 4 KiB (id) + the fixed fields.
+ * 2 MiB + 5 * 384 KiB + 2 * 16 KiB (widening stats) + 4 KiB (id) + the fixed fields.
  */
 #define OUTPUT_JSON_MAX (2u << 20)
 #define FIELD_JSON_MAX (384u << 10)
 #define DMESG_JSON_MAX (512u << 10)
 #define NAME_JSON_MAX 4096
+#define WIDEN_JSON_MAX (16u << 10) /* module stats: one sysfs page */
 /* virtio-console adds ports and names them asynchronously after probe. */
 #define PORT_WAIT_MS 5000
 /* How long to read a finished test's pipe that something still holds open. */
@@ -78,8 +81,17 @@ struct test {
 	char *path;
 };
 
+/* The widening module's load parameters, built from the plan's widen lines. */
+struct widening {
+	struct buf points, watch; /* "sym:delay_us:limit,..." and "sym,..." */
+	char comm[16];
+	const char *status;       /* "off" (no widen lines), "ok", "absent" or "error" */
+	char error[128];
+};
+
 struct plan {
 	long hugepages; /* -1: not requested */
+	struct widening widen;
 	struct probe *probes;
 	size_t nprobes;
 	struct test *tests;
@@ -589,7 +601,7 @@ static void read_plan(struct plan *plan)
 	char *line, *next;
 	int lineno = 0;
 
-	*plan = (struct plan){ .hugepages = -1 };
+	*plan = (struct plan){ .hugepages = -1, .widen = { .status = "off" } };
 	if (!read_file(PLAN_PATH, 1u << 20, &text))
 		fatal("cannot read %s: %s", PLAN_PATH, strerror(errno));
 	for (line = text.p; line; line = next) {
@@ -628,6 +640,22 @@ static void read_plan(struct plan *plan)
 			plan->tests[plan->ntests++] = (struct test){
 				.id = xstrdup(a), .timeout_s = timeout, .path = xstrdup(c)
 			};
+		} else if (!strcmp(key, "widen")) {
+			/* widen <symbol[+offset]> <delay_us> <limit> */
+			if (!a || !c)
+				fatal("plan line %d: expected widen <symbol> <delay_us> <limit>", lineno);
+			parse_long(b, lineno);
+			if (strcmp(c, "-1")) /* -1: no limit */
+				parse_long(c, lineno);
+			buf_printf(&plan->widen.points, "%s%s:%s:%s", plan->widen.points.len ? "," : "", a, b, c);
+		} else if (!strcmp(key, "watch")) {
+			if (!a)
+				fatal("plan line %d: watch without symbol", lineno);
+			buf_printf(&plan->widen.watch, "%s%s", plan->widen.watch.len ? "," : "", a);
+		} else if (!strcmp(key, "widen-comm")) {
+			if (!a || strlen(a) >= sizeof(plan->widen.comm))
+				fatal("plan line %d: widen-comm needs a name of at most 15 bytes", lineno);
+			strcpy(plan->widen.comm, a);
 		} /* unknown keys are ignored, so newer hosts can add some */
 	}
 	buf_free(&text);
@@ -739,6 +767,39 @@ static void setup_probes(struct plan *plan)
 	agent_log(6, "%zu probes processed\n", plan->nprobes);
 }
 
+/*
+ * The widening module (Images/widen) is loaded with the plan's points once per boot,
+ * after the result port and before any test; a point it cannot arm is reported in
+ * its stats, a module that does not load in the boot record. Either way the tests run.
+ */
+static void setup_widening(struct plan *plan)
+{
+	struct widening *w = &plan->widen;
+	struct buf params = { 0 };
+	int fd;
+
+	if (!w->points.len && !w->watch.len)
+		return;
+	fd = open(WIDEN_MODULE, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		w->status = "absent";
+		snprintf(w->error, sizeof(w->error), "%s: %s", WIDEN_MODULE, strerror(errno));
+		return;
+	}
+	buf_printf(&params, "points=%s watch=%s", w->points.len ? w->points.p : "", w->watch.len ? w->watch.p : "");
+	if (w->comm[0])
+		buf_printf(&params, " comm=%s", w->comm);
+	if (syscall(SYS_finit_module, fd, params.p, 0)) {
+		w->status = "error";
+		snprintf(w->error, sizeof(w->error), "finit_module: %s", strerror(errno));
+	} else {
+		w->status = "ok";
+	}
+	agent_log(6, "widening module: %s %s\n", w->status, w->error);
+	close(fd);
+	buf_free(&params);
+}
+
 /* ---------------------------------------------------------------- boot */
 
 static void emit_boot(const struct plan *plan)
@@ -769,8 +830,11 @@ static void emit_boot(const struct plan *plan)
 		json_cstr(&rec, p->error);
 		buf_str(&rec, "}");
 	}
+	buf_printf(&rec, "],\"widen\":{\"status\":\"%s\",\"error\":", plan->widen.status);
+	json_cstr(&rec, plan->widen.error);
+	buf_str(&rec, "}");
 	kmsg_drain(&dmesg, KMSG_CAP);
-	buf_str(&rec, "],\"dmesg\":");
+	buf_str(&rec, ",\"dmesg\":");
 	json_str(&rec, dmesg.p ? dmesg.p : "", dmesg.len, DMESG_JSON_MAX);
 	buf_printf(&rec, ",\"uptime_ns\":%lld}", (long long)uptime_ns());
 	emit_or_die(&rec);
@@ -781,7 +845,7 @@ static void emit_boot(const struct plan *plan)
 /* ---------------------------------------------------------------- tests */
 
 struct snapshot {
-	struct buf interrupts, kprobes;
+	struct buf interrupts, kprobes, widen;
 	struct hugepages hp;
 };
 
@@ -796,6 +860,7 @@ static void take_snapshot(struct snapshot *s)
 {
 	read_file("/proc/interrupts", SNAPSHOT_CAP, &s->interrupts);
 	read_file(TRACEFS "/kprobe_profile", SNAPSHOT_CAP, &s->kprobes);
+	read_file(WIDEN_STATS, SNAPSHOT_CAP, &s->widen);
 	s->hp = read_hugepages();
 }
 
@@ -941,6 +1006,10 @@ static void emit_test(const struct test *t, const struct result *r,
 	json_str(&rec, before->kprobes.p, before->kprobes.len, FIELD_JSON_MAX);
 	buf_str(&rec, ",\"kprobes_after\":");
 	json_str(&rec, after->kprobes.p, after->kprobes.len, FIELD_JSON_MAX);
+	buf_str(&rec, ",\"widen_before\":");
+	json_str(&rec, before->widen.p ? before->widen.p : "", before->widen.len, WIDEN_JSON_MAX);
+	buf_str(&rec, ",\"widen_after\":");
+	json_str(&rec, after->widen.p ? after->widen.p : "", after->widen.len, WIDEN_JSON_MAX);
 	buf_str(&rec, ",\"hugepages_before\":");
 	json_hugepages(&rec, before->hp);
 	buf_str(&rec, ",\"hugepages_after\":");
@@ -969,8 +1038,10 @@ static void run_tests(const struct plan *plan)
 
 		buf_free(&before.interrupts);
 		buf_free(&before.kprobes);
+		buf_free(&before.widen);
 		buf_free(&after.interrupts);
 		buf_free(&after.kprobes);
+		buf_free(&after.widen);
 		buf_free(&kmsg);
 		buf_free(&r.output);
 	}
@@ -989,6 +1060,7 @@ int main(void)
 	read_plan(&plan);
 	setup_hugepages(&plan);
 	setup_probes(&plan);
+	setup_widening(&plan);
 	emit_boot(&plan);
 	run_tests(&plan);
 

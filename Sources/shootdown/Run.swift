@@ -47,6 +47,12 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("config-fragment"), help: "Extra Kconfig fragment for git:/dir: kernels (repeatable).")
     var configFragment: [String] = []
 
+    @Option(name: .long, help: "Race tests' widening module: on (default) or off.")
+    var widen: String = "on"
+
+    @Option(name: .long, help: "Shipped config flavour for git:/dir: kernels: debug (DEBUG_VM, PAGE_TABLE_CHECK, DEBUG_PAGEALLOC) or debug-kasan.")
+    var flavour: String?
+
     @OptionGroup var execution: ExecutionFlags
 
     @Flag(name: .long, help: "Print result.json paths instead of the table.")
@@ -65,6 +71,9 @@ struct Run: ParsableCommand {
                 accel: try parseChoice(accel, as: AcceleratorChoice.self, option: "--accel"),
                 timeoutSeconds: timeout, repeats: repeats)
             var withFragments = request
+            guard ["on", "off"].contains(widen) else { throw ShootdownError.usage("--widen \(widen): use on or off") }
+            withFragments.widen = widen == "on" ? nil : false
+            withFragments.flavour = try flavour.map { try parseChoice($0, as: KernelFlavour.self, option: "--flavour") }
             withFragments.configFragments = try configFragment.map { path in
                 guard FileManager.default.fileExists(atPath: path) else { throw ShootdownError.usage("--config-fragment \(path): no such file") }
                 return URL(fileURLWithPath: path).standardizedFileURL.path

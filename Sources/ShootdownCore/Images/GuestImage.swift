@@ -11,16 +11,20 @@ public struct GuestPlan: Sendable, Equatable {
     public var hugepages: Int
     public var probes: [String]
     public var tests: [TestStep]
+    /// Points for the widening module; nil leaves it unloaded.
+    public var widening: WideningPlan?
 
-    public init(hugepages: Int, probes: [String], tests: [TestStep]) {
+    public init(hugepages: Int, probes: [String], tests: [TestStep], widening: WideningPlan? = nil) {
         self.hugepages = hugepages
         self.probes = probes
         self.tests = tests
+        self.widening = widening
     }
 
     public var text: String {
         var lines = ["version 1", "hugepages \(hugepages)"]
         lines += probes.map { "probe \($0)" }
+        lines += widening?.planLines ?? []
         lines += tests.map { "test \($0.id) \($0.timeoutSeconds) \($0.path)" }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -31,7 +35,7 @@ public struct GuestImage: Sendable {
     public var entries: [CPIOEntry]
 
     public init(agent: Data, plan: GuestPlan, programs: [(id: String, binary: Data)],
-                modules: [(name: String, data: Data)] = []) {
+                modules: [(name: String, data: Data)] = [], wideningModule: Data? = nil) {
         var entries: [CPIOEntry] = ["/dev", "/proc", "/sys", "/tmp", "/mnt", "/shootdown", "/shootdown/tests"]
             .map(CPIOEntry.directory)
         entries.append(CPIOEntry(path: "/dev/console", kind: .characterDevice(major: 5, minor: 1), permissions: 0o600))
@@ -44,6 +48,10 @@ public struct GuestImage: Sendable {
             entries.append(.directory("/shootdown/modules"))
             entries += modules.map { .file("/shootdown/modules/\($0.name)", $0.data) }
             entries.append(.file("/shootdown/modules/order", Data(modules.map { $0.name + "\n" }.joined().utf8)))
+        }
+        if let wideningModule {
+            entries.append(.directory("/shootdown/widen"))
+            entries.append(.file("/shootdown/widen/shootdown_widen.ko", wideningModule))
         }
         self.entries = entries
     }

@@ -159,7 +159,8 @@ public struct KernelBuilder: Sendable {
             kept[name] = to
         }
         return KernelImage(spec: spec.description, arch: arch, version: release, origin: source.origin,
-                           kernel: kept[image]!, config: kept[".config"], systemMap: kept["System.map"])
+                           kernel: kept[image]!, config: kept[".config"], systemMap: kept["System.map"],
+                           buildDirectory: output)
     }
 
     /// Runs one build step with its output appended to the log; on failure the error

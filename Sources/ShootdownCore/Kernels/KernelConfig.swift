@@ -47,10 +47,30 @@ public struct KernelConfigFragment: Sendable, Equatable {
         }
     }
 
+    /// A shipped flavour's fragments (Images/config/<name>.config), in order.
+    public static func flavour(_ flavour: KernelFlavour, resources: URL) -> [URL] {
+        flavour.fragmentNames.map { resources.appendingPathComponent("Images/config/\($0).config") }
+    }
+
     /// shootdown's own fragments for an arch: Images/config/common.config and <arch>.config.
     public static func shipped(resources: URL, arch: Arch) throws -> [KernelConfigFragment] {
         try ["common", arch.rawValue].map {
             try load(resources.appendingPathComponent("Images/config/\($0).config"))
+        }
+    }
+}
+
+/// Shipped config flavours for kernels built from source.
+public enum KernelFlavour: String, Sendable, Codable, CaseIterable {
+    /// DEBUG_VM, DEBUG_VM_PGTABLE, PAGE_TABLE_CHECK (enforced), DEBUG_PAGEALLOC.
+    case debug
+    /// The debug flavour plus generic KASAN.
+    case debugKasan = "debug-kasan"
+
+    var fragmentNames: [String] {
+        switch self {
+        case .debug: ["debug"]
+        case .debugKasan: ["debug", "debug-kasan"]
         }
     }
 }

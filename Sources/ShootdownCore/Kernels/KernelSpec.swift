@@ -70,6 +70,12 @@ public struct KernelImage: Sendable, Codable, Equatable {
     public var systemMap: URL?
     /// Modules the guest must load for its result channel, in load order (nil: built in).
     public var modules: [URL]?
+    /// The kept `O=` build folder of a source-built kernel, for out-of-tree modules.
+    public var buildDirectory: URL?
+    /// The widening module built for this kernel, when a run's tests need it.
+    public var wideningModule: URL?
+    /// Why no widening module could be built for it.
+    public var wideningUnavailable: String?
 
     /// Whether the kernel config sets an option (`CONFIG_X=y`); nil when no config is known.
     public func configValue(_ option: String) -> String? {

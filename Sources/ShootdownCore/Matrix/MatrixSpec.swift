@@ -34,6 +34,10 @@ public struct MatrixSpec: Sendable, Codable, Equatable {
     public var expectations: [ScopedExpectation]
     /// Kconfig fragments for kernels built from source, relative to the spec file.
     public var configFragments: [String] = []
+    /// `widen: on|off`: race tests' widening module (default on).
+    public var widen: Bool?
+    /// `flavour: debug|debug-kasan`: shipped debug fragments for source-built kernels.
+    public var flavour: KernelFlavour?
 
     public init(name: String, libvirtURI: String? = nil, kernels: [KernelSpec], arches: [Arch]? = nil,
                 paravirt: [Paravirt?] = [nil], vcpus: [Int] = [4], memoryMiB: Int = 1024, accel: AcceleratorChoice = .auto,
@@ -125,7 +129,7 @@ struct SpecReader {
     }
 
     static let topKeys = ["name", "libvirt_uri", "kernels", "arches", "paravirt", "vcpus", "memory_mib", "accel", "repeats",
-                          "timeout_s", "config_fragments", "tests", "expect"]
+                          "timeout_s", "config_fragments", "tests", "expect", "widen", "flavour"]
 
     func spec(_ root: Node) throws -> MatrixSpec {
         var spec = MatrixSpec(name: URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent, kernels: [], tests: [])
@@ -161,6 +165,13 @@ struct SpecReader {
                 sawTests = true
                 spec.tests = try list(value).map(test)
             case "expect": spec.expectations = try list(value).map(expectation)
+            case "widen":
+                switch value.string {
+                case "on": spec.widen = true
+                case "off": spec.widen = false
+                default: throw fail(value, "widen '\(value.string ?? "")' is not one of on, off")
+                }
+            case "flavour": spec.flavour = try choice(value, KernelFlavour.self, "flavour")
             case "config_fragments":
                 let base = URL(fileURLWithPath: file).deletingLastPathComponent()
                 spec.configFragments = try list(value).map { item in

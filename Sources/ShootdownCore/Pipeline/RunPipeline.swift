@@ -36,13 +36,15 @@ public struct RunPipeline: Sendable {
     struct PlannedTest {
         var test: RenderedTest
         var expectations: [ScopedExpectation]
+        /// The run turned the test's widening off.
+        var wideningOff = false
     }
 
     public func run(_ request: RunRequest, options: ExecutionOptions = ExecutionOptions(),
                     onCell: @Sendable (CellResult, URL, Progress) -> Void = { _, _, _ in }) throws -> Outcome {
         try request.validate()
         let tests = try renderTests(request)
-        let kernels = try resolveKernels(request)
+        let kernels = try resolveKernels(request, widening: tests.contains { $0.test.widening != nil && !$0.wideningOff })
         let assets = try buildPrograms(tests.map(\.test), arches: Set(kernels.map(\.arch)))
         ActiveDomains.shared.destroyOnInterrupt()
         let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets)
@@ -83,7 +85,7 @@ public struct RunPipeline: Sendable {
                 while let index = board.next() {
                     let (cell, planned) = cells[index]
                     context.log("[\(board.started)/\(total)] \(cell.id)")
-                    var (result, artifacts) = try runCell(cell, test: planned.test, assets: assets[cell.arch]!,
+                    var (result, artifacts) = try runCell(cell, test: planned, assets: assets[cell.arch]!,
                                                           launcher: launcher, runID: directory.runID)
                     applyExpectations(planned.expectations, to: &result)
                     // A guest we destroyed on Ctrl-C is no result: leave the cell for --resume.
@@ -116,19 +118,30 @@ public struct RunPipeline: Sendable {
         let catalog = TemplateCatalog(resources: context.paths.resources)
         return try request.tests.flatMap { selection in
             try catalog.render([selection]).map {
-                PlannedTest(test: $0, expectations: request.expectations + selection.expectations)
+                PlannedTest(test: $0, expectations: request.expectations + selection.expectations,
+                            wideningOff: !request.wideningEnabled)
             }
         }
     }
 
-    func resolveKernels(_ request: RunRequest) throws -> [KernelImage] {
-        let resolver = KernelResolver(context: context, configFragments: request.configFragments.map { URL(fileURLWithPath: $0) })
+    /// Each kernel, and with `widening` its widening module, built right after the kernel:
+    /// a git tree's build folder holds only the commit built last.
+    func resolveKernels(_ request: RunRequest, widening: Bool = false) throws -> [KernelImage] {
+        let resolver = KernelResolver(context: context, configFragments: request.kernelFragments(resources: context.paths.resources))
         var kernels: [KernelImage] = []
         for spec in request.kernels {
             for arch in try request.arches ?? resolver.naturalArches(spec) {
                 var image = try resolver.resolve(spec, arch: arch)
                 image.spec = spec.description
                 context.log("kernel \(arch): \(spec) → \(image.version) (\(image.origin))")
+                if widening {
+                    switch WideningModuleBuilder(context: context).module(for: image) {
+                    case .built(let module): image.wideningModule = module
+                    case .unavailable(let reason):
+                        image.wideningUnavailable = reason
+                        context.log("widen \(arch): \(reason); race tests run unwidened")
+                    }
+                }
                 kernels.append(image)
             }
         }
@@ -199,7 +212,8 @@ public struct RunPipeline: Sendable {
         return cells
     }
 
-    func runCell(_ cell: Cell, test: RenderedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
+    func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
+        let test = planned.test
         var artifacts = RunDirectory.CellArtifacts()
         if let reason = cell.skipReason {
             let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,
@@ -210,10 +224,13 @@ public struct RunPipeline: Sendable {
         // The agent kills a hung test well before the host gives up on the whole guest.
         let testTimeout = max(5, cell.timeoutSeconds * 3 / 4)
         let programID = "test"
+        let widening = wideningRequest(test, kernel: cell.kernel, off: planned.wideningOff)
+        let module = widening?.availability == .module ? try cell.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
         let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
-                             tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")])
+                             tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")],
+                             widening: module == nil ? nil : widening?.plan)
         let image = GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
-                               modules: try cell.kernel.moduleFiles())
+                               modules: try cell.kernel.moduleFiles(), wideningModule: module)
         let archive = image.archive
         let name = "shootdown-\(runID)-\(cell.id)".prefix(200).map { $0 == "." ? "_" : $0 }.reduce(into: "") { $0.append($1) }
         let spec = try launcher.stagedSpec(name: name, arch: cell.arch, accel: cell.accel, paravirt: cell.paravirt,
@@ -231,6 +248,8 @@ public struct RunPipeline: Sendable {
                                          startLatency: outcome.startLatency, timeoutSeconds: cell.timeoutSeconds)
         input.recordsFromConsole = !fallback.isEmpty
         input.paravirt = cell.paravirt.map { ($0, cell.arch) }
+        input.widening = widening
+        input.evidence = test.evidence
         let verdict = VerdictBuilder.judge(input)
         artifacts.console = outcome.console
         artifacts.records = fallback.isEmpty ? outcome.results : fallback
@@ -244,7 +263,17 @@ public struct RunPipeline: Sendable {
                                 checks: verdict.checks, counters: verdict.counters, metrics: verdict.metrics,
                                 splats: verdict.splats, guest: verdict.guest, timings: verdict.timings,
                                 consoleTail: verdict.consoleTail, repeatIndex: cell.repeatIndex)
-        return (result, artifacts)
+        var judged = result
+        judged.widening = verdict.widening
+        return (judged, artifacts)
+    }
+
+    /// What the cell's guest is asked to widen, and whether it can.
+    func wideningRequest(_ test: RenderedTest, kernel: KernelImage, off: Bool) -> WideningRequest? {
+        guard let plan = test.widening else { return nil }
+        if off { return WideningRequest(plan: plan, availability: .off("widening turned off for this run (--widen off)")) }
+        if kernel.wideningModule != nil { return WideningRequest(plan: plan, availability: .module) }
+        return WideningRequest(plan: plan, availability: .unavailable(kernel.wideningUnavailable ?? "no widening module for this kernel"))
     }
 }
 

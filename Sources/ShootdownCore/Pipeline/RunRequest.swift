@@ -19,6 +19,18 @@ public struct RunRequest: Sendable, Codable, Equatable {
     public var expectations: [ScopedExpectation]
     /// Kconfig fragments added to kernels built from source (git:, dir:).
     public var configFragments: [String] = []
+    /// Race tests' widening module: armed unless false (`--widen off`, spec `widen: off`).
+    public var widen: Bool?
+    /// Shipped kernel flavours for source builds (`debug`, `debug-kasan`): more fragments.
+    public var flavour: KernelFlavour?
+
+    /// Whether cells load the widening module where their test declares points.
+    public var wideningEnabled: Bool { widen ?? true }
+
+    /// Fragments for source builds: the flavour's, then the user's.
+    public func kernelFragments(resources: URL) -> [URL] {
+        (flavour.map { KernelConfigFragment.flavour($0, resources: resources) } ?? []) + configFragments.map { URL(fileURLWithPath: $0) }
+    }
 
     public static let defaultTest = "hugetlb-share-fork-exit"
 
@@ -45,6 +57,8 @@ public struct RunRequest: Sendable, Codable, Equatable {
                   memoryMiB: spec.memoryMiB, tests: spec.tests, accel: spec.accel, timeoutSeconds: spec.timeoutSeconds,
                   repeats: spec.repeats, expectations: spec.expectations)
         configFragments = spec.configFragments
+        widen = spec.widen
+        flavour = spec.flavour
     }
 
     /// Rejects requests that cannot work before anything is downloaded or booted.

@@ -105,9 +105,11 @@ public struct CellResult: Sendable, Codable, Equatable {
     public var expectations: [ExpectationOutcome]?
     /// For repeated cells: which repeat this is (1-based); nil when not repeated.
     public var repeatIndex: Int?
+    /// Race tests: whether the widening module was armed and how often it fired.
+    public var widening: WideningSummary?
 
     enum CodingKeys: String, CodingKey {
-        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings, expectations
+        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings, expectations, widening
         case consoleTail = "console_tail", repeatIndex = "repeat"
     }
 }

@@ -24,11 +24,19 @@ public struct BootRecord: Sendable, Codable, Equatable {
     public var probes: [ProbeRegistration]
     public var dmesg: String
     public var uptimeNs: Int64?
+    /// Whether the widening module loaded (absent from agents before it existed).
+    public var widen: WideningLoad?
 
     enum CodingKeys: String, CodingKey {
-        case agent, uname, machine, cpus, hugepages, probes, dmesg
+        case agent, uname, machine, cpus, hugepages, probes, dmesg, widen
         case uptimeNs = "uptime_ns"
     }
+}
+
+/// The boot record's `widen`: off, ok, absent or error, and why.
+public struct WideningLoad: Sendable, Codable, Equatable {
+    public var status: String
+    public var error: String?
 }
 
 public struct TestRecord: Sendable, Codable, Equatable {
@@ -46,9 +54,12 @@ public struct TestRecord: Sendable, Codable, Equatable {
     public var hugepagesBefore: HugepageCounters
     public var hugepagesAfter: HugepageCounters
     public var kmsg: String
+    public var widenBefore: String?
+    public var widenAfter: String?
 
     enum CodingKeys: String, CodingKey {
         case id, exit, signal, output, kmsg
+        case widenBefore = "widen_before", widenAfter = "widen_after"
         case timedOut = "timed_out", wallNs = "wall_ns", outputTruncated = "output_truncated"
         case interruptsBefore = "interrupts_before", interruptsAfter = "interrupts_after"
         case kprobesBefore = "kprobes_before", kprobesAfter = "kprobes_after"

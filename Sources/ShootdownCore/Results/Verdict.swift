@@ -11,6 +11,26 @@ public struct Verdict: Sendable, Equatable {
     public var guest: GuestInfo?
     public var timings: CellTimings
     public var consoleTail: String?
+    public var widening: WideningSummary?
+}
+
+/// A test's widening points and whether the guest carries the module for them.
+public struct WideningRequest: Sendable, Equatable {
+    public enum Availability: Sendable, Equatable {
+        case module
+        /// The user turned widening off.
+        case off(String)
+        /// No module could be built for this kernel.
+        case unavailable(String)
+    }
+
+    public var plan: WideningPlan
+    public var availability: Availability
+
+    public init(plan: WideningPlan, availability: Availability) {
+        self.plan = plan
+        self.availability = availability
+    }
 }
 
 /// Turns what a guest produced into a status with reasons. Precedence follows KCIDB:
@@ -33,6 +53,10 @@ public enum VerdictBuilder {
         public var wall: Duration
         public var startLatency: Duration?
         public var timeoutSeconds: Int
+        /// The widening the cell's test declares, and whether a module came along.
+        public var widening: WideningRequest?
+        /// Test metrics that must reach a minimum for a result to count.
+        public var evidence: [EvidenceCheck] = []
 
         public init(testID: String, operation: String, probes: [String], probeChecks: [ProbeCheck] = [], console: String,
                     records: GuestRecords, timedOut: Bool, startError: String?, wall: Duration,
@@ -85,7 +109,16 @@ public enum VerdictBuilder {
             if let counters = verdict.counters, test.exit == 0 || test.exit == 1 {
                 verdict.checks += input.probeChecks.map { probeCheck($0, counters: counters) }
             }
+            if let widening = input.widening {
+                let summary = wideningSummary(widening, boot: records.boot, test: test)
+                verdict.widening = summary
+                verdict.checks += summary.checks()
+                verdict.metrics.merge(summary.metrics) { guest, _ in guest }
+            }
             testProblem = testOutcome(test, tap: tap, checks: verdict.checks)
+            if testProblem == nil, let unmet = unmetEvidence(input.evidence, tap: tap, checks: &verdict.checks) {
+                harnessProblem = "the test proved nothing: \(unmet)"
+            }
             if testProblem == nil && !records.finished {
                 harnessProblem = input.timedOut
                     ? "the guest did not power off within \(input.timeoutSeconds) s after the test"
@@ -166,6 +199,37 @@ public enum VerdictBuilder {
         return Check(name: check.name, passed: perOperation >= check.minPerOp,
                      detail: String(format: "%.2f per %@, need ≥ %.2f", perOperation, counters.operation, check.minPerOp),
                      source: "host")
+    }
+
+    /// The widening module's counters for the test, or why there are none.
+    static func wideningSummary(_ widening: WideningRequest, boot: BootRecord?, test: TestRecord) -> WideningSummary {
+        switch widening.availability {
+        case .off(let reason): return WideningSummary(status: "off", reason: reason, locations: [])
+        case .unavailable(let reason): return WideningSummary(status: "unavailable", reason: reason, locations: [])
+        case .module: break
+        }
+        guard let load = boot?.widen, load.status == "ok" else {
+            let why = boot?.widen.map { "the module did not load: \($0.status) \($0.error ?? "")" } ?? "the agent reported no widening"
+            return WideningSummary(status: "failed", reason: why, locations: [])
+        }
+        let delta = WideningStats.delta(before: WideningStats.parse(test.widenBefore ?? ""),
+                                        after: WideningStats.parse(test.widenAfter ?? ""))
+        return WideningSummary(status: "on", reason: nil, locations: delta.locations)
+    }
+
+    /// Evidence checks: each becomes a host check; the first unmet one is returned.
+    static func unmetEvidence(_ evidence: [EvidenceCheck], tap: TAPReport, checks: inout [Check]) -> String? {
+        var unmet: String?
+        for item in evidence {
+            let value = tap.metrics[item.metric].flatMap(Double.init)
+            let met = (value ?? -.infinity) >= item.min
+            let detail = value.map { String(format: "%@ = %g, need ≥ %g", item.metric, $0, item.min) }
+                ?? "the test reported no \(item.metric) metric"
+            // The cell becomes ERROR, not FAIL: the kernel was not found wanting, the test was.
+            checks.append(Check(name: item.name, passed: met, detail: detail, source: "host"))
+            if !met && unmet == nil { unmet = "\(item.name) (\(detail))" }
+        }
+        return unmet
     }
 
     static func testOutcome(_ test: TestRecord, tap: TAPReport, checks: [Check]) -> (CellStatus, String)? {

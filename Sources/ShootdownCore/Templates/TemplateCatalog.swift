@@ -152,6 +152,9 @@ public struct RenderedTest: Sendable, Equatable {
     public var probes: [String]
     public var probeChecks: [ProbeCheck]
     public var operation: String
+    /// The widening module's points for this instance (nil: the test needs none).
+    public var widening: WideningPlan? = nil
+    public var evidence: [EvidenceCheck] = []
 }
 
 public enum TemplateRenderer {
@@ -192,7 +195,8 @@ public enum TemplateRenderer {
         return RenderedTest(instance: instance, source: compiled.render(context, library: library), summary: template.manifest.summary,
                             kselftestCategory: template.manifest.kselftestCategory,
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
-                            probeChecks: template.manifest.probeChecks, operation: template.manifest.operation)
+                            probeChecks: template.manifest.probeChecks, operation: template.manifest.operation,
+                            widening: template.manifest.widen?.resolved(instance.values), evidence: template.manifest.evidence)
     }
 
     /// The partials a template includes (`{{> name}}`).

@@ -19,9 +19,13 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
     /// The run_vmtests.sh category an exported test joins; by default `hugetlb` for
     /// tests that need the hugetlb pool and `thp` for the others.
     public var kselftestCategory: String
+    /// Widening points for race tests (nil: the test needs none).
+    public var widen: WideningManifest?
+    /// Metrics the test must report for its result to count.
+    public var evidence: [EvidenceCheck]
 
     enum CodingKeys: String, CodingKey {
-        case name, summary, description, operation, hugepages, probes, parameters
+        case name, summary, description, operation, hugepages, probes, parameters, widen, evidence
         case probeChecks = "probe_checks", kselftestCategory = "kselftest_category"
     }
 
@@ -37,6 +41,8 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
         parameters = try container.decode([ParameterSpec].self, forKey: .parameters)
         kselftestCategory = try container.decodeIfPresent(String.self, forKey: .kselftestCategory)
             ?? (hugepages.trimmingCharacters(in: .whitespaces) == "0" ? "thp" : "hugetlb")
+        widen = try container.decodeIfPresent(WideningManifest.self, forKey: .widen)
+        evidence = try container.decodeIfPresent([EvidenceCheck].self, forKey: .evidence) ?? []
     }
 
     public func parameter(_ name: String) -> ParameterSpec? {
@@ -74,6 +80,7 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
         for check in probeChecks where !probes.contains(check.probe) {
             throw ShootdownError.templateInvalid(path: name, message: "probe check names \(check.probe), which is not in probes")
         }
+        try widen?.validate(test: name, parameters: Set(parameters.map(\.name)))
     }
 }
 

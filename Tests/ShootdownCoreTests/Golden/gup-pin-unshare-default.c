@@ -140,7 +140,7 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 	exit(1);
 }
 
-/* Shared by shootdown's templates (Templates/_common/hugetlb.c.mustache): The 2 MiB hugetlb pool, smaps of the test's area, the kernel version, and a SKIP for checks that do not apply. */
+/* Shared by shootdown's templates (Templates/_common/hugetlb.c.mustache): The 2 MiB hugetlb pool (pool.c.mustache), smaps of the test's area, the kernel version, and a SKIP for checks that do not apply. */
 /* "ok N description # SKIP reason": the check does not apply to this kernel. */
 static void tap_skip(int n, const char *description, const char *reason)
 {
@@ -148,6 +148,7 @@ static void tap_skip(int n, const char *description, const char *reason)
 	tap_skipped++;
 }
 
+/* Shared by shootdown's templates (Templates/_common/pool.c.mustache): The 2 MiB hugetlb pool's counters, and a wait for them to return to a baseline. */
 static long read_pool(const char *name)
 {
 	char path[128];
