@@ -9,7 +9,10 @@ struct Compare: ParsableCommand {
         shootdown compare RUN_A RUN_B                  two finished runs (ids or folders)
         shootdown compare KERNEL_A KERNEL_B --spec S   runs the spec on both kernels first
         Per cell: status changes and per-op IPI/probe figures with a verdict that accounts
-        for repeat spread; per sweep: scaling-class changes (constant → linear is a regression).
+        for repeat spread; a figure the test's manifest requires for correctness (probe_checks
+        with required_for: correctness) below its floor is a correctness regression. Per sweep:
+        scaling-class changes (constant → linear is a regression; undecided, with fewer than
+        three swept values or too much noise, never gates).
         """
     )
 
@@ -24,7 +27,7 @@ struct Compare: ParsableCommand {
     @Option(name: .long, help: "A matrix spec to run on both kernels (its kernels: list is replaced).")
     var spec: String?
 
-    @Flag(name: .long, help: "Exit 1 on any regression or new FAIL/ERROR.")
+    @Flag(name: .long, help: "Exit 1 on any (correctness) regression or new FAIL/ERROR.")
     var gate = false
 
     @OptionGroup var execution: ExecutionFlags
@@ -48,7 +51,10 @@ struct Compare: ParsableCommand {
                     try RunDirectory.locate(run, resultsRoot: context.paths.results).rebuildReport()
                 }
             }
-            let comparison = Comparison(a: reports[0], b: reports[1])
+            // The manifests say which figures a fix requires; a fall below their floors is a correctness regression.
+            let required = Comparison.requiredChecks(TemplateCatalog(resources: context.paths.resources),
+                                                     tests: Set(reports.flatMap { $0.cells.map(\.cell.test) }))
+            let comparison = Comparison(a: reports[0], b: reports[1], required: required)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let file = context.paths.results.appendingPathComponent("compare-\(reports[0].runID)-vs-\(reports[1].runID).json")

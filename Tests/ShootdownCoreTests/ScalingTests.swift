@@ -38,15 +38,20 @@ import Testing
         #expect(verdict.fit.slopeStandardError! < 0.05)
     }
 
-    @Test func noiseWithoutTrendIsConstant() throws {
+    /// ±25% around 7 over five values: no trend, but too noisy to promise "flat" either.
+    @Test func noiseWithoutTrendIsUndecided() throws {
         let verdict = try #require(ScalingVerdict.classify([(1, 6.0), (2, 9.0), (3, 5.5), (4, 8.5), (5, 6.2)]))
-        #expect(verdict.scaling == .constant)
+        #expect(verdict.scaling == .undecided)
+        #expect(verdict.reason?.hasSuffix("too noisy to tell") == true)
     }
 
-    @Test func twoPointsDecideOnTheSizeOfTheChange() throws {
-        #expect(ScalingVerdict.classify([(1, 1.0), (2, 2.0)])?.scaling == .linear)
-        #expect(ScalingVerdict.classify([(1, 1.0), (2, 1.1)])?.scaling == .constant)
-        #expect(ScalingVerdict.classify([(1, 0.05), (2, 0.3)])?.scaling == .constant)  // tiny in absolute terms
+    /// Two points fit a line exactly, so they cannot tell a line from a constant.
+    @Test func twoPointsAreUndecided() throws {
+        for points in [[(1.0, 1.0), (2, 2.0)], [(1, 1.0), (2, 1.1)], [(1, 0.05), (2, 0.3)]] {
+            let verdict = try #require(ScalingVerdict.classify(points))
+            #expect(verdict.scaling == .undecided)
+            #expect(verdict.reason == "2 swept values; a line needs at least 3 to be told from a constant")
+        }
     }
 }
 

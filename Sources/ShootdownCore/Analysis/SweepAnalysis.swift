@@ -26,7 +26,7 @@ public enum SweepAnalysis {
         var series: [SweepSeries] = []
         for axis in axes(usable) {
             let groups = Dictionary(grouping: usable) { groupKey($0, excluding: axis) }
-            for (group, cells) in groups.sorted(by: { $0.key < $1.key }) {
+            for (group, cells) in groups.sorted(by: { naturallyPrecedes($0.key, $1.key) }) {
                 let xs = Set(cells.compactMap { x(of: $0, axis: axis) })
                 guard xs.count >= 2 else { continue }
                 for metric in metrics(cells) {

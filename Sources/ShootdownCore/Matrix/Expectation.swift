@@ -6,7 +6,8 @@ public enum Expectation: Sendable, Codable, Equatable, CustomStringConvertible {
     case status([CellStatus])
     /// A per-operation figure (`probe:tlb_remove_table_sync_one`, `ipi:CAL`) within bounds.
     case metric(name: String, min: Double?, max: Double?)
-    /// How a per-operation figure scales over a swept parameter (or `vcpus`).
+    /// How a per-operation figure scales over a swept parameter (or `vcpus`). An undecided
+    /// fit (fewer than three values, or noise) meets neither class: the sweep cannot show it.
     case scaling(over: String, metric: String, is: ScalingClass)
 
     public var description: String {
@@ -107,7 +108,8 @@ public enum ExpectationCheck {
                 let slope = String(format: "%+.3f", fit.slope) + (fit.slopeStandardError.map { String(format: " ± %.3f", $0) } ?? "")
                 outcomes.append(ExpectationOutcome(rule: scoped.text, scope: "sweep", subject: "\(over): \(series.group)",
                                                    met: series.verdict.scaling == expected,
-                                                   detail: "\(series.verdict.scaling.rawValue) (slope \(slope) per \(over))"))
+                                                   detail: "\(series.verdict.scaling.rawValue) (slope \(slope) per \(over)"
+                                                       + (series.verdict.reason.map { "; \($0)" } ?? "") + ")"))
             }
         }
         return outcomes

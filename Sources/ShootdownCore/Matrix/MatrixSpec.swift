@@ -247,7 +247,7 @@ struct SpecReader {
                     case "metric": scalingMetric = try checkedMetric(fieldValue)
                     case "is":
                         let text = try string(fieldValue, "is")
-                        guard let parsed = ScalingClass(rawValue: text) else {
+                        guard let parsed = ScalingClass(rawValue: text), parsed != .undecided else {
                             throw fail(fieldValue, "scaling is '\(text)'? use constant or linear")
                         }
                         kind = parsed

@@ -98,8 +98,9 @@ public enum HTMLReport {
             let parameters = varying.map { "\($0)=\(cell.parameters[$0]?.description ?? "–")" }
             return ((multipleTests ? [cell.test] : []) + parameters + ["\(cell.vcpus) vCPU"]).joined(separator: "\n")
         }
-        // First-appearance order follows the run's expansion, which is the order the user asked for.
-        let rows = firstAppearance(cells.map(row)), columns = firstAppearance(cells.map(column))
+        // Rows keep the run's order. Columns go by their swept values as numbers: a run folder
+        // lists cells in string order (gib1, gib32, gib8), which is no order a reader counts in.
+        let rows = firstAppearance(cells.map(row)), columns = firstAppearance(cells.map(column)).sorted(by: naturallyPrecedes)
         let slots = Dictionary(grouping: cells) { row($0) + "\u{1}" + column($0) }  // \u{1}: in neither key
         var html = "<section id=\"grid\">\n<h2>Status grid</h2>\n<table class=\"grid\">\n<tr><th></th>"
         html += columns.map { "<th>" + $0.split(separator: "\n").map { escape(String($0)) }.joined(separator: "<br>") + "</th>" }.joined()
@@ -130,7 +131,8 @@ public enum HTMLReport {
         let statuses = Dictionary(report.cells.map { ($0.cell.id, $0.status) }, uniquingKeysWith: { first, _ in first })
         for axis in firstAppearance(report.sweeps.map(\.axis)) {
             let series = report.sweeps.filter { $0.axis == axis }
-            let groups = firstAppearance(series.map(\.group))
+            // Numeric order of the other parameters' values (children=2 before children=16), also for older reports.
+            let groups = firstAppearance(series.map(\.group)).sorted(by: naturallyPrecedes)
             let (labels, common) = legendLabels(groups)
             let linear = Set(series.filter { $0.verdict.scaling == .linear }.map(\.metric))
             let metrics = headlineMetrics.filter { metric in series.contains { $0.metric == metric } }

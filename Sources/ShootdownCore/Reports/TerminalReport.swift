@@ -84,7 +84,7 @@ public enum TerminalReport {
         let shown = sweeps.filter { headlineMetrics.contains($0.metric) || $0.verdict.scaling == .linear }
         guard !shown.isEmpty else { return "" }
         var text = ""
-        for (heading, series) in Dictionary(grouping: shown, by: { "\($0.axis)|\($0.group)" }).sorted(by: { $0.key < $1.key }) {
+        for (heading, series) in Dictionary(grouping: shown, by: { "\($0.axis)|\($0.group)" }).sorted(by: { naturallyPrecedes($0.key, $1.key) }) {
             let first = series[0]
             let xs = first.points.map { String(format: "%g", $0.x) }.joined(separator: ", ")
             text += "\nscaling over \(first.axis) (\(xs)) for \(heading.split(separator: "|").last ?? ""):\n"

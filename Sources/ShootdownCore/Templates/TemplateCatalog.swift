@@ -195,7 +195,8 @@ public enum TemplateRenderer {
         return RenderedTest(instance: instance, source: compiled.render(context, library: library), summary: template.manifest.summary,
                             kselftestCategory: template.manifest.kselftestCategory,
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
-                            probeChecks: template.manifest.probeChecks, operation: template.manifest.operation,
+                            probeChecks: template.manifest.probeChecks.map { $0.resolved(instance.values) },
+                            operation: template.manifest.operation,
                             widening: template.manifest.widen?.resolved(instance.values), evidence: template.manifest.evidence)
     }
 

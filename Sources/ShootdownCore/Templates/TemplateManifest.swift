@@ -37,8 +37,10 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
         operation = try container.decode(String.self, forKey: .operation)
         hugepages = try container.decode(String.self, forKey: .hugepages)
         probes = try container.decode([String].self, forKey: .probes)
-        probeChecks = try container.decodeIfPresent([ProbeCheck].self, forKey: .probeChecks) ?? []
         parameters = try container.decode([ParameterSpec].self, forKey: .parameters)
+        // Floors that name parameters read, until a cell resolves them, as for the defaults.
+        let defaults = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.defaultValue) })
+        probeChecks = try (container.decodeIfPresent([ProbeCheck].self, forKey: .probeChecks) ?? []).map { $0.resolved(defaults) }
         kselftestCategory = try container.decodeIfPresent(String.self, forKey: .kselftestCategory)
             ?? (hugepages.trimmingCharacters(in: .whitespaces) == "0" ? "thp" : "hugetlb")
         widen = try container.decodeIfPresent(WideningManifest.self, forKey: .widen)
@@ -80,19 +82,89 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
         for check in probeChecks where !probes.contains(check.probe) {
             throw ShootdownError.templateInvalid(path: name, message: "probe check names \(check.probe), which is not in probes")
         }
+        for check in probeChecks {
+            if let expression = check.minExpression {
+                do { _ = try PerOpFloor(expression, known: Set(parameters.map(\.name))) } catch let error as ShootdownError {
+                    throw ShootdownError.templateInvalid(path: name, message: "probe check on \(check.probe): min_per_op: \(error.description)")
+                }
+            }
+            if check.requiredFor != nil && check.why == nil {
+                throw ShootdownError.templateInvalid(path: name, message: "probe check on \(check.probe) is required_for correctness but says no why:")
+            }
+        }
         try widen?.validate(test: name, parameters: Set(parameters.map(\.name)))
     }
 }
 
-/// "`probe` must fire at least `minPerOp` times per operation".
+/// "`probe` must fire at least `minPerOp` times per operation". `min_per_op` is a number or
+/// a quotient of parameter products (`1/children`: one sync per cycle, whose ops are
+/// cycles*children). With `required_for: correctness` the floor is what a fix requires:
+/// `compare` reads a fall below it as a correctness regression, however welcome fewer
+/// IPIs would otherwise be, and `why` says which fix.
 public struct ProbeCheck: Sendable, Codable, Equatable {
+    public enum Requirement: String, Sendable, Codable {
+        case correctness
+    }
+
     public var probe: String
+    /// The floor for one instance: resolved from `minExpression` where there is one.
     public var minPerOp: Double
     public var name: String
+    public var requiredFor: Requirement? = nil
+    public var why: String? = nil
+    /// `min_per_op` as written, when it names parameters.
+    public var minExpression: String? = nil
 
     enum CodingKeys: String, CodingKey {
-        case probe, name
-        case minPerOp = "min_per_op"
+        case probe, name, why
+        case minPerOp = "min_per_op", requiredFor = "required_for", minExpression = "min_per_op_expression"
+    }
+
+    /// The check with its floor computed for one cell's (or instance's) parameter values.
+    public func resolved(_ values: [String: ParameterValue]) -> ProbeCheck {
+        guard let minExpression, let floor = try? PerOpFloor(minExpression, known: Set(values.keys)) else { return self }
+        var check = self
+        check.minPerOp = floor.evaluate(values)
+        return check
+    }
+}
+
+extension ProbeCheck {
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        probe = try container.decode(String.self, forKey: .probe)
+        name = try container.decode(String.self, forKey: .name)
+        requiredFor = try container.decodeIfPresent(Requirement.self, forKey: .requiredFor)
+        why = try container.decodeIfPresent(String.self, forKey: .why)
+        if let number = try? container.decode(Double.self, forKey: .minPerOp) {
+            minPerOp = number
+            minExpression = try container.decodeIfPresent(String.self, forKey: .minExpression)
+        } else {
+            minExpression = try container.decode(String.self, forKey: .minPerOp)
+            minPerOp = 0  // resolved by the manifest (defaults) and per cell
+        }
+    }
+}
+
+/// `a/b` with `a` and `b` pool-style expressions (sums of products of parameters and integers).
+struct PerOpFloor {
+    let numerator: PoolExpression
+    let denominator: PoolExpression?
+
+    init(_ text: String, known: Set<String>) throws {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count <= 2 else {
+            throw ShootdownError.templateInvalid(path: text, message: "a floor is a number or one quotient, like 1/children")
+        }
+        numerator = try PoolExpression(parts[0], known: known)
+        denominator = try parts.count == 2 ? PoolExpression(parts[1], known: known) : nil
+    }
+
+    func evaluate(_ values: [String: ParameterValue]) -> Double {
+        let top = Double(numerator.evaluate(values))
+        guard let denominator else { return top }
+        let bottom = denominator.evaluate(values)
+        return bottom == 0 ? .infinity : top / Double(bottom)
     }
 }
 
