@@ -233,4 +233,27 @@ final class Locked<T>: @unchecked Sendable {
             #expect(FileManager.default.fileExists(atPath: debian.kernel.path))
         }
     }
+
+    /// Runs unpacking one source tarball at once all use one tree, which none replaces
+    /// under another (a kernel build may be reading it).
+    @Test func aSourceTreeUnpackedByConcurrentRunsIsNeverReplaced() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("tarball-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let content = root.appendingPathComponent("content/linux-source-9.9")
+        try FileManager.default.createDirectory(at: content, withIntermediateDirectories: true)
+        try "all:\n".write(to: content.appendingPathComponent("Makefile"), atomically: true, encoding: .utf8)
+        let tarball = root.appendingPathComponent("linux-source-9.9.tar.xz")
+        try ProcessRunner().check(Command("tar", ["-cJf", tarball.path, "-C", content.deletingLastPathComponent().path, "linux-source-9.9"]))
+        let context = ToolContext(paths: ToolPaths(cache: root.appendingPathComponent("cache"), results: root, resources: root, stage: root),
+                                  log: { _ in })
+        let inodes = Self.concurrently(6) { _ -> UInt64? in
+            let tree = try SourceTarball(tarball: tarball, context: context).tree()
+            return try FileManager.default.attributesOfItem(atPath: tree.appendingPathComponent("Makefile").path)[.systemFileNumber] as? UInt64
+        }
+        let tree = try SourceTarball(tarball: tarball, context: context).tree()
+        let now = try FileManager.default.attributesOfItem(atPath: tree.appendingPathComponent("Makefile").path)[.systemFileNumber] as? UInt64
+        for inode in inodes { #expect(try inode.get() == now, "a run's tree was replaced after it was handed out") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tree.deletingLastPathComponent().path).filter { !$0.hasPrefix(".") }
+                == ["linux-source-9.9"])
+    }
 }
