@@ -107,7 +107,8 @@ public struct DebianKernels: Sendable {
     func cachedImage(matching version: String, arch: Arch) -> KernelImage? {
         let root = context.paths.cache.appendingPathComponent("kernels/debian")
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return entries.sorted().reversed().compactMap { Self.loadMetadata(in: root.appendingPathComponent($0)) }
+        // Dot folders are downloads in progress and leftovers being removed.
+        return entries.filter { !$0.hasPrefix(".") }.sorted().reversed().compactMap { Self.loadMetadata(in: root.appendingPathComponent($0)) }
             .first { $0.arch == arch && ($0.version == version || $0.origin.contains("linux-image-\(version)-")) }
     }
 
@@ -164,12 +165,9 @@ public struct DebianKernels: Sendable {
         let metadata = JSONEncoder()
         metadata.outputFormatting = [.prettyPrinted, .sortedKeys]
         try metadata.encode(image).write(to: staging.appendingPathComponent("kernel.json"))
-        try? FileManager.default.removeItem(at: directory)
-        do {
-            try FileManager.default.moveItem(at: staging, to: directory)
-        } catch {
-            throw ShootdownError.io(path: directory.path, message: error.localizedDescription)
-        }
-        return image
+        // One rename publishes the whole folder, and a complete one (another run was
+        // quicker) is never replaced: a run may be hard-linking its kernel right now.
+        let published = try publishDirectory(staging, at: directory) { Self.loadMetadata(in: $0) != nil }
+        return Self.loadMetadata(in: published) ?? image
     }
 }

@@ -28,7 +28,8 @@ public struct KernelBuilder: Sendable {
     public func source(for spec: KernelSpec) throws -> Source {
         switch spec {
         case .git(let tree, let ref):
-            return try checkout(tree: URL(fileURLWithPath: (tree as NSString).expandingTildeInPath).standardizedFileURL, ref: ref)
+            let tree = URL(fileURLWithPath: (tree as NSString).expandingTildeInPath).standardizedFileURL
+            return try withWorktreeLock(tree: tree) { try checkout(tree: tree, ref: ref) }
         case .dir(let path):
             let url = URL(fileURLWithPath: (path as NSString).expandingTildeInPath).standardizedFileURL
             guard FileManager.default.fileExists(atPath: url.appendingPathComponent("Kconfig").path) else {
@@ -40,7 +41,20 @@ public struct KernelBuilder: Sendable {
         }
     }
 
+    /// shootdown's worktree of a tree: one per tree, shared by every run and ref.
+    func worktree(of tree: URL) -> URL {
+        context.paths.cache.appendingPathComponent("worktrees/\(tree.lastPathComponent)-\(ContentHash.of(tree.path).prefix(8))")
+    }
+
+    /// Holds the tree's worktree for one user: another run on the same tree waits rather
+    /// than checking out its ref under this one's build.
+    func withWorktreeLock<T>(tree: URL, _ body: () throws -> T) throws -> T {
+        let worktree = worktree(of: tree)
+        return try FileLock.withLock(worktree.appendingPathExtension("lock"), waiting: { context.log("kernel: \($0)") }, body)
+    }
+
     /// `git worktree add` once per tree into the cache, then `checkout --detach` per ref.
+    /// The caller holds the worktree lock.
     func checkout(tree: URL, ref: String) throws -> Source {
         let spec = "git:\(tree.path)@\(ref)"
         let resolved = try context.runner.run(Command("git", ["-C", tree.path, "rev-parse", "--verify", "\(ref)^{commit}"]))
@@ -49,7 +63,7 @@ public struct KernelBuilder: Sendable {
         }
         let commit = resolved.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let treeKey = ContentHash.of(tree.path)
-        let worktree = context.paths.cache.appendingPathComponent("worktrees/\(tree.lastPathComponent)-\(treeKey.prefix(8))")
+        let worktree = worktree(of: tree)
         if !FileManager.default.fileExists(atPath: worktree.appendingPathComponent(".git").path) {
             try FileManager.default.makeDirectory(worktree.deletingLastPathComponent())
             try? FileManager.default.removeItem(at: worktree)
@@ -90,12 +104,28 @@ public struct KernelBuilder: Sendable {
 
     /// Configures and builds; returns the image, copied out of the build folder so the
     /// next commit's build does not overwrite what a result points at.
+    /// A git ref holds its worktree from checkout until the image is kept, so the image is
+    /// the one of its own commit even when another run wants another ref of the same tree.
     public func build(_ spec: KernelSpec, arch: Arch) throws -> KernelImage {
-        try build(source: try source(for: spec), arch: arch, spec: spec)
+        if case .git(let tree, let ref) = spec {
+            let tree = URL(fileURLWithPath: (tree as NSString).expandingTildeInPath).standardizedFileURL
+            return try withWorktreeLock(tree: tree) {
+                try build(source: try checkout(tree: tree, ref: ref), arch: arch, spec: spec)
+            }
+        }
+        return try build(source: try source(for: spec), arch: arch, spec: spec)
     }
 
+    /// Holds the build folder's lock from configure until the image is kept: two runs
+    /// never build in one folder at once.
     public func build(source: Source, arch: Arch, spec: KernelSpec) throws -> KernelImage {
         let output = try buildDirectory(source: source, arch: arch)
+        return try FileLock.withLock(output.appendingPathExtension("lock"), waiting: { context.log("build: \($0)") }) {
+            try build(source: source, arch: arch, spec: spec, output: output)
+        }
+    }
+
+    func build(source: Source, arch: Arch, spec: KernelSpec, output: URL) throws -> KernelImage {
         try FileManager.default.makeDirectory(output)
         let log = output.appendingPathComponent("build.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -142,24 +172,44 @@ public struct KernelBuilder: Sendable {
         }
     }
 
-    /// Copies image, .config and System.map to `kernels/built/<commit or hash>-<arch>-<config>`.
+    /// Copies image, .config and System.map to `kernels/built/<commit or content>-<arch>-<config>`.
+    /// A git build is keyed by its commit; a `dir:` tree has no commit and can be edited
+    /// between builds, so its key is the built image's content: an earlier result keeps
+    /// pointing at the image it ran. The folder is written aside and renamed into place, and
+    /// one already there is kept, so a run staging from it never sees it change.
     func keep(output: URL, image: String, arch: Arch, spec: KernelSpec, source: Source, release: String) throws -> KernelImage {
-        let identity = source.commit.map { String($0.prefix(16)) } ?? ContentHash.of(source.path.path, release).prefix(16).description
+        let names = [image, ".config", "System.map"]
+        let identity: String
+        if let commit = source.commit {
+            identity = String(commit.prefix(16))
+        } else {
+            var hash = ContentHash()
+            for name in [image, ".config"] {
+                guard let data = try? Data(contentsOf: output.appendingPathComponent(name), options: .alwaysMapped) else {
+                    throw ShootdownError.io(path: output.appendingPathComponent(name).path, message: "build output missing")
+                }
+                hash.update(data)
+            }
+            identity = String(hash.hex.prefix(16))
+        }
         let directory = context.paths.cache.appendingPathComponent("kernels/built/\(identity)-\(arch)-\(output.lastPathComponent.suffix(12))")
-        try FileManager.default.makeDirectory(directory)
-        var kept: [String: URL] = [:]
-        for name in [image, ".config", "System.map"] {
-            let from = output.appendingPathComponent(name), to = directory.appendingPathComponent(URL(fileURLWithPath: name).lastPathComponent)
-            try? FileManager.default.removeItem(at: to)
+        let staging = directory.deletingLastPathComponent().appendingPathComponent(".keep-\(UUID().uuidString)")
+        try FileManager.default.makeDirectory(staging)
+        defer { try? FileManager.default.removeItem(at: staging) }
+        for name in names {
+            let from = output.appendingPathComponent(name), to = staging.appendingPathComponent(URL(fileURLWithPath: name).lastPathComponent)
             do {
                 try FileManager.default.copyItem(at: from, to: to)
             } catch {
                 throw ShootdownError.io(path: from.path, message: "build output missing: \(error.localizedDescription)")
             }
-            kept[name] = to
         }
+        let kept = try publishDirectory(staging, at: directory) { existing in
+            names.allSatisfy { FileManager.default.fileExists(atPath: existing.appendingPathComponent(URL(fileURLWithPath: $0).lastPathComponent).path) }
+        }
+        func path(_ name: String) -> URL { kept.appendingPathComponent(URL(fileURLWithPath: name).lastPathComponent) }
         return KernelImage(spec: spec.description, arch: arch, version: release, origin: source.origin,
-                           kernel: kept[image]!, config: kept[".config"], systemMap: kept["System.map"],
+                           kernel: path(image), config: path(".config"), systemMap: path("System.map"),
                            buildDirectory: output)
     }
 

@@ -16,8 +16,14 @@ public struct SourceTarball: Sendable {
         let name = tarball.lastPathComponent.replacingOccurrences(of: ".tar.xz", with: "")
         let root = context.paths.cache.appendingPathComponent("sources")
         let tree = root.appendingPathComponent(name)
-        let marker = root.appendingPathComponent(".\(name).complete")
-        if FileManager.default.fileExists(atPath: marker.path) { return tree }
+        // The marker inside the tree arrives with the tree's one rename; the one beside it
+        // is what older versions wrote after theirs.
+        let inner = ".shootdown-complete"
+        func isComplete(_ url: URL) -> Bool {
+            FileManager.default.fileExists(atPath: url.appendingPathComponent(inner).path)
+                || FileManager.default.fileExists(atPath: root.appendingPathComponent(".\(name).complete").path)
+        }
+        if isComplete(tree) { return tree }
         context.log("sources: unpacking \(tarball.path) (once)")
         // Unpack beside the final place and rename: a tree another process is building
         // from is never deleted or half-written under it.
@@ -29,12 +35,9 @@ public struct SourceTarball: Sendable {
         guard FileManager.default.fileExists(atPath: unpacked.appendingPathComponent("Makefile").path) else {
             throw ShootdownError.io(path: tarball.path, message: "did not unpack into \(name)/")
         }
-        if FileManager.default.fileExists(atPath: tree.path) {
-            try FileManager.default.moveItem(at: tree, to: partial.appendingPathComponent("stale"))
-        }
-        try FileManager.default.moveItem(at: unpacked, to: tree)
-        _ = FileManager.default.createFile(atPath: marker.path, contents: nil)
-        return tree
+        _ = FileManager.default.createFile(atPath: unpacked.appendingPathComponent(inner).path, contents: nil)
+        // A complete tree another run unpacked meanwhile stays: it may be building from it.
+        return try publishDirectory(unpacked, at: tree, isComplete: isComplete)
     }
 
     /// A writable copy that shares file contents with the cached tree (hard links);

@@ -25,13 +25,19 @@ public struct ProgramBuilder: Sendable {
         guard context.runner.which(arch.compiler) != nil else {
             throw ShootdownError.toolMissing(tool: arch.compiler, hint: "the \(arch) cross compiler; apt-get install \(arch == .x86_64 ? "gcc" : "gcc-aarch64-linux-gnu libc6-dev-arm64-cross")")
         }
-        let partial = binary.appendingPathExtension("partial")
+        // A name of its own per build, renamed over the final one: two runs compiling the
+        // same program both succeed, and a reader sees a whole binary or none. The key says
+        // both have the same content, so the last rename winning is harmless.
+        let partial = directory.appendingPathComponent(".\(name)-\(key).\(UUID().uuidString).partial")
+        defer { unlink(partial.path) }
         let output = try context.runner.run(Command(arch.compiler, Self.flags + ["-o", partial.path, sourceURL.path]))
         guard output.succeeded else {
             throw ShootdownError.commandFailed(command: "\(arch.compiler) … \(sourceURL.path)", status: output.status,
                                                output: tail(output.stderr, lines: 30))
         }
-        try FileManager.default.moveItem(at: partial, to: binary)
+        guard rename(partial.path, binary.path) == 0 else {
+            throw ShootdownError.io(path: binary.path, message: String(cString: strerror(errno)))
+        }
         return binary
     }
 }

@@ -25,22 +25,55 @@ public struct Command: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// How a program ended: its own exit, or a signal (a crash, the OOM killer, our teardown).
+/// A shell reports a signal as 128+N; keeping the two apart tells "make failed" from
+/// "make was killed".
+public enum Termination: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let code): return "exited with status \(code)"
+        case .signaled(let signal): return "was killed by signal \(signal) (\(signalName(signal)))"
+        }
+    }
+}
+
 public struct CommandOutput: Sendable, Equatable {
-    public var status: Int32
+    public var termination: Termination
     public var stdout: String
     public var stderr: String
 
     public init(status: Int32, stdout: String = "", stderr: String = "") {
-        self.status = status
+        self.init(termination: .exited(status), stdout: stdout, stderr: stderr)
+    }
+
+    public init(termination: Termination, stdout: String = "", stderr: String = "") {
+        self.termination = termination
         self.stdout = stdout
         self.stderr = stderr
     }
 
-    public var succeeded: Bool { status == 0 }
+    /// The exit status, or 128+N for a signal as a shell reports it (for messages and
+    /// callers that only compare with 0; `termination` tells the two apart).
+    public var status: Int32 {
+        get {
+            switch termination {
+            case .exited(let code): return code
+            case .signaled(let signal): return 128 + signal
+            }
+        }
+        set { termination = .exited(newValue) }
+    }
+
+    public var succeeded: Bool { termination == .exited(0) }
 }
 
 public protocol CommandRunning: Sendable {
     /// Runs to completion; throws only when the program cannot be started or times out.
+    /// A nil timeout means the default for that kind of command (`CommandTimeouts`), never
+    /// "unbounded".
     func run(_ command: Command, timeout: Duration?) throws -> CommandOutput
 }
 
@@ -49,15 +82,20 @@ extension CommandRunning {
         try run(command, timeout: nil)
     }
 
-    /// Runs and throws `ShootdownError.commandFailed` with the output tail on a non-zero exit.
+    /// Runs and throws `ShootdownError.commandFailed` (non-zero exit) or `.commandKilled`
+    /// (a signal) with the output tail.
     @discardableResult
     public func check(_ command: Command, timeout: Duration? = nil) throws -> CommandOutput {
         let output = try run(command, timeout: timeout)
-        guard output.succeeded else {
-            throw ShootdownError.commandFailed(command: command.description, status: output.status,
-                                               output: tail(output.stderr.isEmpty ? output.stdout : output.stderr))
+        let text = tail(output.stderr.isEmpty ? output.stdout : output.stderr)
+        switch output.termination {
+        case .exited(0):
+            return output
+        case .exited(let code):
+            throw ShootdownError.commandFailed(command: command.description, status: code, output: text)
+        case .signaled(let signal):
+            throw ShootdownError.commandKilled(command: command.description, signal: signal, output: text)
         }
-        return output
     }
 
     /// Whether a program is on PATH.
@@ -66,62 +104,6 @@ extension CommandRunning {
               output.succeeded else { return nil }
         let path = output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         return path.isEmpty ? nil : path
-    }
-}
-
-/// Runs programs with Foundation.Process. Output goes to temporary files rather than
-/// pipes: a pipe that fills before the parent reads it deadlocks Process.
-public struct ProcessRunner: CommandRunning {
-    public init() {}
-
-    public func run(_ command: Command, timeout: Duration?) throws -> CommandOutput {
-        let scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shootdown-run-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        let outURL = scratch.appendingPathComponent("out"), errURL = scratch.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let outHandle = try FileHandle(forWritingTo: outURL), errHandle = try FileHandle(forWritingTo: errURL)
-        defer { try? outHandle.close(); try? errHandle.close() }
-
-        let process = Process()
-        if command.executable.contains("/") {
-            process.executableURL = URL(fileURLWithPath: command.executable)
-            process.arguments = command.arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [command.executable] + command.arguments
-        }
-        if !command.environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(command.environment) { $1 }
-        }
-        if let directory = command.workingDirectory {
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-
-        let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-        do {
-            try process.run()
-        } catch {
-            throw ShootdownError.toolMissing(tool: command.executable, hint: "\(error.localizedDescription)")
-        }
-        if let timeout {
-            if finished.wait(timeout: .now() + timeout.timeInterval) == .timedOut {
-                process.terminate()
-                finished.wait()
-                throw ShootdownError.commandTimedOut(command: command.description, seconds: timeout.seconds)
-            }
-        } else {
-            finished.wait()
-        }
-        let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-        return CommandOutput(status: process.terminationStatus, stdout: stdout, stderr: stderr)
     }
 }
 

@@ -6,6 +6,7 @@ public enum ShootdownError: Error, Equatable, CustomStringConvertible, Localized
     case toolMissing(tool: String, hint: String)
     case commandFailed(command: String, status: Int32, output: String)
     case commandTimedOut(command: String, seconds: Double)
+    case commandKilled(command: String, signal: Int32, output: String)
     case kernelNotFound(spec: String, available: [String])
     case kernelUnusable(spec: String, reason: String)
     case unknownTest(String, available: [String])
@@ -24,7 +25,9 @@ public enum ShootdownError: Error, Equatable, CustomStringConvertible, Localized
         case .commandFailed(let command, let status, let output):
             return "`\(command)` exited with status \(status)" + (output.isEmpty ? "" : ":\n\(output)")
         case .commandTimedOut(let command, let seconds):
-            return "`\(command)` did not finish within \(Int(seconds)) s"
+            return "`\(command)` did not finish within \(Int(seconds)) s; its process group was killed"
+        case .commandKilled(let command, let signal, let output):
+            return "`\(command)` \(Termination.signaled(signal))" + (output.isEmpty ? "" : ":\n\(output)")
         case .kernelNotFound(let spec, let available):
             let list = available.isEmpty ? "none found: run `apt-get update`" : available.joined(separator: ", ")
             return "kernel \(spec) not found; available: \(list) (shootdown kernels list)"
