@@ -26,7 +26,7 @@ import Testing
         let rendered = try TemplateRenderer.render(template, try template.instances(overrides: ["widen_us=5000"])[0])
         let widening = try #require(rendered.widening)
         #expect(widening.comm == "sd-gupfast")
-        #expect(widening.points == [.init(location: "gup_fast_folio_allowed", delayUs: 5000, limit: -1)])
+        #expect(widening.points == [.init(location: "gup_fast_folio_allowed", delayUs: 5000, limit: -1), .init(location: "try_grab_folio", delayUs: 5000, limit: -1)])
         #expect(widening.watch == ["__unmap_hugepage_range", "tlb_remove_table_sync_one"])
         #expect(rendered.evidence.map(\.metric) == ["overlaps"])
         // The delay reaches the C source too, which times its unshare by it.
