@@ -29,6 +29,24 @@ import Testing
         #expect(!config.values.contains("m"))
     }
 
+    /// --flavour debug and debug-kasan: every setting of their fragments survives too.
+    @Test(arguments: [(Arch.x86_64, KernelFlavour.debugKasan), (Arch.aarch64, KernelFlavour.debug)])
+    func debugFlavoursSurvive(arch: Arch, flavour: KernelFlavour) throws {
+        let context = BootTests.context()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-config-\(flavour.rawValue)-\(arch)-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        var request = RunRequest()
+        request.flavour = flavour
+        let builder = KernelBuilder(context: context, extraFragments: request.kernelFragments(resources: context.paths.resources))
+        try builder.configure(source: try Self.tree(context), arch: arch, output: scratch, log: scratch.appendingPathComponent("log"),
+                              spec: .dir(path: "linux-source-6.12"))
+        let config = KernelConfigFragment.parse(try String(contentsOf: scratch.appendingPathComponent(".config"), encoding: .utf8))
+        #expect(config["CONFIG_PAGE_TABLE_CHECK_ENFORCED"] == "y")
+        #expect(config["CONFIG_DEBUG_VM"] == "y")
+        #expect(config["CONFIG_KASAN"] == (flavour == .debugKasan ? "y" : "n"))
+    }
+
     @Test func impossibleSettingsAreListed() throws {
         let context = BootTests.context()
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-config-bad-\(getpid())")
