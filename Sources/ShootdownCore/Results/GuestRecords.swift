@@ -129,9 +129,21 @@ public struct GuestRecords: Sendable, Equatable {
         var records = GuestRecords()
         var parser = Parser()
         data.withUnsafeBytes { bytes in
+            var rest = 0
             GuestStream.forEachLine(bytes) { line, number, terminated in
+                guard parser.problems < maxProblemLines else {
+                    rest = bytes.baseAddress!.distance(to: line.baseAddress ?? bytes.baseAddress!)
+                    return false
+                }
                 parser.take(line, number: number, last: !terminated, into: &records)
                 return true
+            }
+            // Past the junk limit the lines are only counted, in bulk, and searched for
+            // the host's truncation marker.
+            if rest > 0 {
+                let tail = UnsafeRawBufferPointer(rebasing: bytes[rest...])
+                records.unparsedLines = GuestStream.countLines(tail)
+                if let truncation = GuestStream.truncation(in: tail) { records.truncation = truncation }
             }
         }
         return records
@@ -156,10 +168,6 @@ public struct GuestRecords: Sendable, Equatable {
             // The host's own marker is looked for on every line, even past the junk limit.
             if line.starts(with: marker) {
                 records.truncation = GuestStream.Truncation(line: Substring(decoding: line, as: UTF8.self))
-                return
-            }
-            if problems >= GuestRecords.maxProblemLines {
-                records.unparsedLines += 1
                 return
             }
             guard line.count <= GuestRecords.maxLineBytes else {

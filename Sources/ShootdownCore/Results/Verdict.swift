@@ -134,7 +134,7 @@ public enum VerdictBuilder {
             verdict.reason = reason
         }
         if verdict.status == .error || verdict.status == .fail && test == nil {
-            verdict.consoleTail = tail(input.console, lines: 25)
+            verdict.consoleTail = lastLines(input.console, 25)
         }
         return verdict
     }
@@ -164,6 +164,20 @@ public enum VerdictBuilder {
                 + records.rejected.prefix(3).joined(separator: "; "))
         }
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    /// The last `count` lines, found from the end: a console can be 16 MiB.
+    static func lastLines(_ text: String, _ count: Int) -> String {
+        var start = text.endIndex, found = 0
+        while start > text.startIndex {
+            let previous = text.index(before: start)
+            if text[previous].isNewline && previous < text.index(before: text.endIndex) {
+                found += 1
+                if found == count { break }
+            }
+            start = previous
+        }
+        return tail(String(text[start...]), lines: count)
     }
 
     static func guestChecks(_ tap: TAPReport) -> [Check] {
