@@ -100,7 +100,8 @@ import Yams
         for cell in stock.cells {
             let outcomes = ExpectationCheck.evaluate(rules, cell: cell)
             #expect(outcomes.count == 2 && outcomes.allSatisfy(\.met), "\(cell.cell.id): \(outcomes)")
-            #expect(VerdictBuilder.probeCheck(floor.resolved(cell.cell.parameters), counters: cell.counters!).passed)
+            let registrations = cell.guest?.probes ?? []
+            #expect(VerdictBuilder.probeCheck(floor.resolved(cell.cell.parameters), counters: cell.counters!, registrations: registrations).passed)
         }
         let sweepOutcomes = ExpectationCheck.evaluate(rules, sweeps: stock.sweeps, cells: stock.cells)
         #expect(!sweepOutcomes.isEmpty && sweepOutcomes.allSatisfy(\.met), "\(sweepOutcomes)")
@@ -116,7 +117,7 @@ import Yams
             #expect(unmet.map(\.rule) == ["probe:tlb_remove_table_sync_one per op >= 1 and <= 1.5 (test hugetlb-share-fork-exit)"],
                     "\(cell.cell.id): \(unmet)")
             #expect(unmet.first?.detail == "0.000 per fork-exit")
-            let check = VerdictBuilder.probeCheck(floor.resolved(cell.cell.parameters), counters: cell.counters!)
+            let check = VerdictBuilder.probeCheck(floor.resolved(cell.cell.parameters), counters: cell.counters!, registrations: cell.guest?.probes ?? [])
             #expect(!check.passed && check.detail == "0.00 per fork-exit, need ≥ 1.00")
         }
     }

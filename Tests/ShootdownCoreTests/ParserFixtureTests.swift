@@ -47,7 +47,7 @@ import Testing
     @Test func x86DeltasCountTheShootdowns() throws {
         let before = try #require(InterruptTable.parse(try Fixture.text("interrupts/x86_64-4cpu-6.12-before.txt")))
         let after = try #require(InterruptTable.parse(try Fixture.text("interrupts/x86_64-4cpu-6.12-after.txt")))
-        let deltas = IPIAccounting.deltas(before: before, after: after, operations: 3000)
+        let deltas = try IPIAccounting.deltas(before: before, after: after, operations: 3000)
         let tlb = try #require(deltas.first { $0.name == "TLB" })
         #expect(tlb.perCPU.count == 4)
         #expect(tlb.total == zip(after.row("TLB")!.counts, before.row("TLB")!.counts).map { $0 - $1 }.reduce(0, +))
@@ -61,7 +61,7 @@ import Testing
     @Test func arm64DeltasNameEveryIPIRow() throws {
         let before = try #require(InterruptTable.parse(try Fixture.text("interrupts/aarch64-4cpu-6.12-before.txt")))
         let after = try #require(InterruptTable.parse(try Fixture.text("interrupts/aarch64-4cpu-6.12-after.txt")))
-        let deltas = IPIAccounting.deltas(before: before, after: after, operations: nil)
+        let deltas = try IPIAccounting.deltas(before: before, after: after, operations: nil)
         #expect(deltas.map(\.name) == (0...7).map { "IPI\($0)" })
         #expect((deltas.first { $0.name == "IPI0" }?.total ?? 0) > 0)
         #expect(deltas.allSatisfy { $0.perOperation == nil })
@@ -75,7 +75,7 @@ import Testing
         let before = try #require(InterruptTable.parse(cut))
         let after = try #require(InterruptTable.parse(full))
         // A row absent before (cut off) counts from zero instead of disappearing.
-        let deltas = IPIAccounting.deltas(before: before, after: after, operations: nil)
+        let deltas = try IPIAccounting.deltas(before: before, after: after, operations: nil)
         #expect(deltas.map(\.name).contains("TLB"))
         #expect(InterruptTable.parse("garbage\nmore garbage\n") == nil)
     }
@@ -87,7 +87,7 @@ import Testing
         let before = KprobeProfile.parse(try Fixture.text("kprobes/\(capture)-before.txt"))
         let after = KprobeProfile.parse(try Fixture.text("kprobes/\(capture).txt"))
         #expect(after.entry("tlb_remove_table_sync_one") != nil)
-        let deltas = ProbeDelta.deltas(before: before, after: after,
+        let deltas = try ProbeDelta.deltas(before: before, after: after,
                                        symbols: ["tlb_remove_table_sync_one", "smp_call_function_many_cond", "no_such_symbol"],
                                        operations: 8)
         #expect(deltas.map(\.symbol) == ["tlb_remove_table_sync_one", "smp_call_function_many_cond"])

@@ -100,6 +100,7 @@ import Testing
             watch y+0 armed=1 error=0 hits=-1 during=0
             point z+0 armed=1 error=0 hits=1
             \u{1b}[31mpoint q+0 armed=1 error=0 hits=1 fired=1
+            watch \u{1b}[2Jevil+0 armed=1 error=0 hits=1 during=0
             nonsense
             """
         #expect(WideningStats.parse(junk).locations.isEmpty)

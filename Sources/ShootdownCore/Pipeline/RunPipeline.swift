@@ -238,21 +238,21 @@ public struct RunPipeline: Sendable {
         let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
                                         timeout: .seconds(cell.timeoutSeconds))
         let console = String(decoding: outcome.console, as: UTF8.self)
-        // No result port in the guest (a kernel without virtio console): the agent then
-        // writes its records to the console, behind a prefix.
-        let fallback = outcome.results.isEmpty ? GuestRecords.fromConsole(console) : Data()
-        let records = GuestRecords.parse(fallback.isEmpty ? outcome.results : fallback)
+        // Console records only where the host cannot know the kernel has a result port:
+        // every kernel with a known config was checked for virtio-serial (PROTOCOL.md).
+        let collected = GuestRecords.collect(port: outcome.results, console: console, consoleFallback: cell.kernel.config == nil)
+        let records = collected.records
         var input = VerdictBuilder.Input(testID: programID, operation: test.operation, probes: test.probes,
                                          probeChecks: test.probeChecks, console: console, records: records,
                                          timedOut: outcome.timedOut, startError: outcome.startError, wall: outcome.wall,
                                          startLatency: outcome.startLatency, timeoutSeconds: cell.timeoutSeconds)
-        input.recordsFromConsole = !fallback.isEmpty
+        input.recordsFromConsole = collected.fromConsole
         input.paravirt = cell.paravirt.map { ($0, cell.arch) }
         input.widening = widening
         input.evidence = test.evidence
         let verdict = VerdictBuilder.judge(input)
         artifacts.console = outcome.console
-        artifacts.records = fallback.isEmpty ? outcome.results : fallback
+        artifacts.records = collected.stream
         artifacts.dmesg = records.boot?.dmesg
         artifacts.testOutput = records.tests.first?.output
         artifacts.domainXML = outcome.domainXML

@@ -39,7 +39,9 @@ public enum TerminalReport {
         let counts = Dictionary(grouping: results, by: \.status).mapValues(\.count)
         text += "\n" + CellStatus.allCases.compactMap { status in counts[status].map { "\($0) \(status.rawValue.lowercased())" } }
             .joined(separator: ", ") + "\n"
-        return text
+        // Reasons, splat excerpts, TAP names and IPI rows are guest text: judge made them
+        // visible, and this pass covers results written before it did.
+        return GuestText.visible(text)
     }
 
     static func failureSection(_ report: RunReport) -> String {

@@ -73,65 +73,180 @@ public struct GuestRecords: Sendable, Equatable {
     public var tests: [TestRecord] = []
     public var finished = false
     public var agentErrors: [String] = []
-    /// Lines that were not valid records: reported, never trusted.
+    /// Lines that were not valid records: reported, never trusted. The first
+    /// `keptReasons` are kept; `rejectedCount` counts them all.
     public var rejected: [String] = []
+    public var rejectedCount = 0
+    /// Valid records the protocol does not allow (a second boot, test or done record, a
+    /// record after the final one, records on the console the host did not ask for).
+    /// They make the cell an ERROR; the first of each kind is the one kept.
+    public var disallowed: [String] = []
+    /// Set when the host cut the stream at its size limit (see GuestStream).
+    public var truncation: GuestStream.Truncation?
+    /// Lines after `maxProblemLines` bad ones: counted, not decoded (the stream is
+    /// already an ERROR, and decoding millions of junk lines would take minutes).
+    public var unparsedLines = 0
     public var doneUptimeNs: Int64?
 
     public static let maxLineBytes = 4 << 20
+    public static let keptReasons = 20
+    public static let maxProblemLines = 1000
     /// The prefix of records the agent writes to the console when it finds no result port.
     public static let consolePrefix = "@@SHOOTDOWN-RECORD@@"
 
     /// The console fallback's records as a JSON Lines stream (empty when there are none).
+    /// Only lines that start with the prefix count: a kernel message or a test can print
+    /// it mid-line, the agent writes it at a line start.
     public static func fromConsole(_ console: String) -> Data {
-        let records = console.lines().compactMap { line -> Substring? in
-            guard let range = line.range(of: consolePrefix) else { return nil }
-            return line[range.upperBound...]
+        var console = console
+        let prefix = Array(consolePrefix.utf8)
+        var out = Data()
+        console.withUTF8 { bytes in
+            GuestStream.forEachLine(UnsafeRawBufferPointer(bytes)) { line, _, _ in
+                guard line.starts(with: prefix) else { return true }
+                if !out.isEmpty { out.append(UInt8(ascii: "\n")) }
+                out.append(contentsOf: line.dropFirst(prefix.count))
+                return true
+            }
         }
-        return Data(records.joined(separator: "\n").utf8)
+        return out
     }
 
-    /// Parses the JSON Lines stream strictly: every line is one object with a known
-    /// `type`; anything else is rejected with a reason.
+    /// One boot's records, from the channel the protocol allows. The agent writes them to
+    /// the virtio-serial port, and to the console only when it finds no port
+    /// (Images/agent/PROTOCOL.md); the host accepts console records only when it asked
+    /// for them: `consoleFallback` says the host cannot know that the kernel has a result
+    /// port (a kernel whose config it has not seen). Console records anywhere else are
+    /// forged or misplaced, and reported as disallowed.
+    public static func collect(port: Data, console: String, consoleFallback: Bool)
+        -> (records: GuestRecords, stream: Data, fromConsole: Bool) {
+        let consoleStream = fromConsole(console)
+        let consoleLines = consoleStream.isEmpty ? 0 : consoleStream.reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+        if port.isEmpty && consoleFallback && !consoleStream.isEmpty {
+            return (parse(consoleStream), consoleStream, true)
+        }
+        var records = parse(port)
+        if !consoleStream.isEmpty {
+            records.disallowed.append(port.isEmpty
+                ? "the console carried \(consoleLines) record line(s), but this kernel has a result port (its config was checked); console records are not trusted"
+                : "the console carried \(consoleLines) record line(s) while the result port was in use; console records are not trusted")
+        }
+        return (records, port, false)
+    }
+
+    /// Parses the JSON Lines stream strictly and in one pass: every line is one object
+    /// with a known `type`; anything else is rejected with a reason.
     public static func parse(_ data: Data) -> GuestRecords {
         var records = GuestRecords()
-        let decoder = JSONDecoder()
-        var lineNumber = 0
-        for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if line.isEmpty { continue }
-            guard line.count <= maxLineBytes else {
-                records.rejected.append("line \(lineNumber): \(line.count) bytes, over the \(maxLineBytes)-byte limit")
-                continue
-            }
-            let lineData = Data(line)
-            struct Envelope: Decodable {
-                var type: String
-                var message: String?
-                var uptimeNs: Int64?
-                enum CodingKeys: String, CodingKey { case type, message, uptimeNs = "uptime_ns" }
-            }
-            do {
-                let envelope = try decoder.decode(Envelope.self, from: lineData)
-                switch envelope.type {
-                case "boot": records.boot = try decoder.decode(BootRecord.self, from: lineData)
-                case "test": records.tests.append(try decoder.decode(TestRecord.self, from: lineData))
-                case "done":
-                    records.finished = true
-                    records.doneUptimeNs = envelope.uptimeNs
-                case "agent-error": records.agentErrors.append(envelope.message ?? "unspecified agent error")
-                default: records.rejected.append("line \(lineNumber): unknown record type '\(envelope.type)'")
+        var parser = Parser()
+        data.withUnsafeBytes { bytes in
+            var rest = 0
+            GuestStream.forEachLine(bytes) { line, number, terminated in
+                guard parser.problems < maxProblemLines else {
+                    rest = bytes.baseAddress!.distance(to: line.baseAddress ?? bytes.baseAddress!)
+                    return false
                 }
-            } catch {
-                let last = lineNumber == data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).count
-                records.rejected.append("line \(lineNumber): \(last ? "truncated or invalid" : "invalid") record (\(Self.describe(error)))")
+                parser.take(line, number: number, last: !terminated, into: &records)
+                return true
+            }
+            // Past the junk limit the lines are only counted, in bulk, and searched for
+            // the host's truncation marker.
+            if rest > 0 {
+                let tail = UnsafeRawBufferPointer(rebasing: bytes[rest...])
+                records.unparsedLines = GuestStream.countLines(tail)
+                if let truncation = GuestStream.truncation(in: tail) { records.truncation = truncation }
             }
         }
         return records
     }
 
+    struct Parser {
+        let decoder = JSONDecoder()
+        let marker = Array(GuestStream.truncationMarker.utf8)
+        /// Line numbers of the records kept, by kind ("boot", "test:<id>", "done").
+        var kept: [String: Int] = [:]
+        var problems = 0
+
+        struct Envelope: Decodable {
+            var type: String
+            var message: String?
+            var uptimeNs: Int64?
+            enum CodingKeys: String, CodingKey { case type, message, uptimeNs = "uptime_ns" }
+        }
+
+        mutating func take(_ line: UnsafeRawBufferPointer, number: Int, last: Bool, into records: inout GuestRecords) {
+            if line.isEmpty { return }
+            // The host's own marker is looked for on every line, even past the junk limit.
+            if line.starts(with: marker) {
+                records.truncation = GuestStream.Truncation(line: Substring(decoding: line, as: UTF8.self))
+                return
+            }
+            guard line.count <= GuestRecords.maxLineBytes else {
+                reject("line \(number): \(line.count) bytes, over the \(GuestRecords.maxLineBytes)-byte limit", into: &records)
+                return
+            }
+            // A record is an object: anything else is junk, rejected without a decoder.
+            guard line.first(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }) == UInt8(ascii: "{") else {
+                reject("line \(number): \(last ? "truncated or invalid" : "invalid") record (not JSON)", into: &records)
+                return
+            }
+            let lineData = Data(line)
+            do {
+                let envelope = try decoder.decode(Envelope.self, from: lineData)
+                if records.finished {
+                    disallow("line \(number): a \(GuestText.excerpt(envelope.type)) record after the final one (line \(kept["done"] ?? 0))", into: &records)
+                    return
+                }
+                switch envelope.type {
+                case "boot":
+                    let boot = try decoder.decode(BootRecord.self, from: lineData)
+                    guard keep("boot", number, into: &records, what: "boot record") else { return }
+                    records.boot = boot
+                case "test":
+                    let test = try decoder.decode(TestRecord.self, from: lineData)
+                    guard keep("test:" + test.id, number, into: &records, what: "record for test '\(GuestText.excerpt(test.id))'") else { return }
+                    records.tests.append(test)
+                case "done":
+                    kept["done"] = number
+                    records.finished = true
+                    records.doneUptimeNs = envelope.uptimeNs
+                case "agent-error":
+                    if records.agentErrors.count < GuestRecords.keptReasons {
+                        records.agentErrors.append(envelope.message ?? "unspecified agent error")
+                    }
+                default:
+                    reject("line \(number): unknown record type '\(GuestText.excerpt(envelope.type))'", into: &records)
+                }
+            } catch {
+                reject("line \(number): \(last ? "truncated or invalid" : "invalid") record (\(GuestRecords.describe(error)))", into: &records)
+            }
+        }
+
+        /// Keeps the first record of a kind; a second one is disallowed.
+        mutating func keep(_ kind: String, _ number: Int, into records: inout GuestRecords, what: String) -> Bool {
+            if let first = kept[kind] {
+                disallow("line \(number): a second \(what) (line \(first) is kept)", into: &records)
+                return false
+            }
+            kept[kind] = number
+            return true
+        }
+
+        mutating func reject(_ reason: String, into records: inout GuestRecords) {
+            problems += 1
+            records.rejectedCount += 1
+            if records.rejected.count < GuestRecords.keptReasons { records.rejected.append(reason) }
+        }
+
+        mutating func disallow(_ reason: String, into records: inout GuestRecords) {
+            problems += 1
+            if records.disallowed.count < GuestRecords.keptReasons { records.disallowed.append(reason) }
+        }
+    }
+
     static func describe(_ error: Error) -> String {
         switch error {
-        case DecodingError.keyNotFound(let key, _): return "missing field \(key.stringValue)"
+        case DecodingError.keyNotFound(let key, _): return "missing field \(GuestText.excerpt(key.stringValue))"
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             return "bad field \(context.codingPath.map(\.stringValue).joined(separator: "."))"
         case DecodingError.dataCorrupted: return "not JSON"

@@ -7,8 +7,9 @@ public struct InterruptTable: Sendable, Equatable {
         public var counts: [Int]
         /// "Function call interrupts", "IO-APIC 2-edge timer", ...
         public var description: String
-
-        public var total: Int { counts.reduce(0, +) }
+        /// A count column that cannot be a counter (signed, beyond 64 bits): the row's
+        /// counts stop there, and any delta over the row is refused.
+        public var invalidCount: String?
     }
 
     public var cpus: Int
@@ -30,12 +31,20 @@ public struct InterruptTable: Sendable, Equatable {
             let label = line[..<colon].trimmingCharacters(in: .whitespaces)
             guard !label.isEmpty, !label.contains(" ") else { continue }
             var counts: [Int] = []
+            var invalid: String?
             var words = line[line.index(after: colon)...].split(separator: " ", omittingEmptySubsequences: true)[...]
-            while counts.count < cpus, let word = words.first, let count = Int(word) {
-                counts.append(count)
+            scan: while counts.count < cpus, let word = words.first {
+                switch GuestNumber.classify(word) {
+                // Per-CPU counts are 32-bit in the kernel (printed with %10u): more is forged.
+                case .count(let count) where count <= Int(UInt32.max): counts.append(count)
+                case .count: invalid = String(word)
+                case .invalid: invalid = String(word)
+                case .text: break scan
+                }
                 words.removeFirst()
+                if invalid != nil { break }
             }
-            rows.append(Row(label: label, counts: counts, description: words.joined(separator: " ")))
+            rows.append(Row(label: label, counts: counts, description: words.joined(separator: " "), invalidCount: invalid))
         }
         return InterruptTable(cpus: cpus, rows: rows)
     }
@@ -68,16 +77,25 @@ public enum IPIAccounting {
     }
 
     /// Per-CPU deltas of every IPI row present after the test. A row missing before
-    /// counts from zero; a counter that went backwards (CPU hot-unplug) counts as zero.
-    public static func deltas(before: InterruptTable, after: InterruptTable, operations: Int?) -> [IPIDelta] {
-        after.rows.filter { isIPI($0.label) }.map { row in
-            let previous = before.row(row.label)?.counts ?? []
-            let perCPU = row.counts.enumerated().map { index, count in
-                max(0, count - (index < previous.count ? previous[index] : 0))
+    /// counts from zero. The numbers are the guest's: a count that is no counter, a
+    /// counter that went backwards, or a total beyond 64 bits is refused with the row named.
+    public static func deltas(before: InterruptTable, after: InterruptTable, operations: Int?) throws(GuestDataError) -> [IPIDelta] {
+        var deltas: [IPIDelta] = []
+        for row in after.rows where isIPI(row.label) {
+            let previousRow = before.row(row.label)
+            for (snapshot, bad) in [("after", row.invalidCount), ("before", previousRow?.invalidCount)] {
+                if let bad { throw GuestDataError("/proc/interrupts \(snapshot) the test, row \(row.label): '\(bad)' is not a counter") }
             }
-            let total = perCPU.reduce(0, +)
-            return IPIDelta(name: row.label, description: row.description, perCPU: perCPU, total: total,
-                            perOperation: operations.flatMap { $0 > 0 ? Double(total) / Double($0) : nil })
+            let previous = previousRow?.counts ?? []
+            var perCPU: [Int] = []
+            for (index, count) in row.counts.enumerated() {
+                perCPU.append(try GuestNumber.delta(before: index < previous.count ? previous[index] : 0, after: count,
+                                                    what: "/proc/interrupts row \(row.label) CPU\(index)"))
+            }
+            let total = try GuestNumber.sum(perCPU, what: "/proc/interrupts row \(row.label)")
+            deltas.append(IPIDelta(name: row.label, description: row.description, perCPU: perCPU, total: total,
+                                   perOperation: operations.flatMap { $0 > 0 ? Double(total) / Double($0) : nil }))
         }
+        return deltas
     }
 }

@@ -75,7 +75,16 @@ public enum VerdictBuilder {
         }
     }
 
+    /// Splats kept per cell: a guest can print millions of headlines.
+    static let maxSplats = 50
+
+    /// Everything in the input came from the guest: the result's strings are made
+    /// visible (GuestText) here, the one place before any report.
     public static func judge(_ input: Input) -> Verdict {
+        judgeRaw(input).visible()
+    }
+
+    static func judgeRaw(_ input: Input) -> Verdict {
         let records = input.records
         let test = records.tests.first { $0.id == input.testID }
         var verdict = Verdict(status: .pass, timings: CellTimings(
@@ -87,27 +96,35 @@ public enum VerdictBuilder {
             verdict.guest = GuestInfo(uname: boot.uname, cpus: boot.cpus, hugepages: boot.hugepages, probes: boot.probes,
                                       recordsChannel: input.recordsFromConsole ? "console" : "virtio-serial")
         }
-        verdict.splats = uniqueSplats(SplatScanner.scan(input.console)
-            + SplatScanner.scan(records.boot?.dmesg ?? "") + records.tests.flatMap { SplatScanner.scan($0.kmsg) })
+        verdict.splats = Array(uniqueSplats(SplatScanner.scan(input.console)
+            + SplatScanner.scan(records.boot?.dmesg ?? "") + records.tests.flatMap { SplatScanner.scan($0.kmsg) }).prefix(maxSplats))
 
+        // A stream that was cut, forged or garbled cannot pass, whatever its test says.
+        let streamProblem = streamProblems(input)
         var harnessProblem: String?
         var testProblem: (CellStatus, String)?
         if let error = input.startError {
             harnessProblem = "the guest did not start: \(error)"
+        } else if let streamProblem {
+            harnessProblem = streamProblem
         } else if records.boot == nil {
             harnessProblem = input.timedOut
                 ? "no result: the guest did not reach the agent within \(input.timeoutSeconds) s"
                 : "no result: the guest stopped before the agent reported"
         } else if let error = records.agentErrors.first {
             harnessProblem = "agent error: \(error)"
-        } else if let test {
+        } else if let test, let boot = records.boot {
             let tap = TAPReport.parse(test.output)
             verdict.metrics = tap.metrics
             verdict.checks = guestChecks(tap)
-            verdict.counters = counters(for: test, tap: tap, input: input)
+            do {
+                verdict.counters = try counters(for: test, tap: tap, input: input)
+            } catch {
+                harnessProblem = "the guest's counters cannot be used: \(error.message)"
+            }
             if let poolCheck = poolCheck(test) { verdict.checks.append(poolCheck) }
             if let counters = verdict.counters, test.exit == 0 || test.exit == 1 {
-                verdict.checks += input.probeChecks.map { probeCheck($0, counters: counters) }
+                verdict.checks += input.probeChecks.map { probeCheck($0, counters: counters, registrations: boot.probes) }
             }
             if let widening = input.widening {
                 let summary = wideningSummary(widening, boot: records.boot, test: test)
@@ -116,10 +133,12 @@ public enum VerdictBuilder {
                 verdict.metrics.merge(summary.metrics) { guest, _ in guest }
             }
             testProblem = testOutcome(test, tap: tap, checks: verdict.checks)
-            if testProblem == nil, let unmet = unmetEvidence(input.evidence, tap: tap, checks: &verdict.checks) {
+            // Evidence is recorded whatever the outcome; unmet, it only turns a pass into ERROR.
+            let unmet = unmetEvidence(input.evidence, tap: tap, checks: &verdict.checks)
+            if harnessProblem == nil, testProblem == nil, let unmet {
                 harnessProblem = "the test proved nothing: \(unmet)"
             }
-            if testProblem == nil && !records.finished {
+            if harnessProblem == nil && testProblem == nil && !records.finished {
                 harnessProblem = input.timedOut
                     ? "the guest did not power off within \(input.timeoutSeconds) s after the test"
                     : "the agent stopped without its final record"
@@ -128,9 +147,6 @@ public enum VerdictBuilder {
             harnessProblem = input.timedOut
                 ? "timed out after \(input.timeoutSeconds) s before test \(input.testID) reported"
                 : "no record for test \(input.testID)"
-        }
-        if !records.rejected.isEmpty && harnessProblem == nil && testProblem == nil {
-            harnessProblem = "the result channel held invalid records: " + records.rejected.prefix(3).joined(separator: "; ")
         }
 
         verdict.checks.append(Check(name: "no kernel splat", passed: verdict.splats.isEmpty,
@@ -144,7 +160,7 @@ public enum VerdictBuilder {
         }
         if let splat = verdict.splats.first {
             verdict.status = .fail
-            verdict.reason = "kernel splat: \(splat.title)"
+            verdict.reason = "kernel splat: \(splat.title)" + (streamProblem.map { "; \($0)" } ?? "")
         } else if let harnessProblem {
             verdict.status = .error
             verdict.reason = harnessProblem
@@ -153,9 +169,50 @@ public enum VerdictBuilder {
             verdict.reason = reason
         }
         if verdict.status == .error || verdict.status == .fail && test == nil {
-            verdict.consoleTail = tail(input.console, lines: 25)
+            verdict.consoleTail = lastLines(input.console, 25)
         }
         return verdict
+    }
+
+    /// What makes the guest's output untrustworthy as a whole: a stream the host cut at
+    /// its size limit, records the protocol does not allow (duplicates, records after the
+    /// final one, console records not asked for, tests the plan does not hold), invalid lines.
+    static func streamProblems(_ input: Input) -> String? {
+        let records = input.records
+        var problems: [String] = []
+        if let truncation = records.truncation {
+            problems.append("the result channel was cut at the host's size limit (\(truncation.summary)): a truncated stream cannot pass")
+        }
+        if let truncation = GuestStream.truncation(in: input.console) {
+            problems.append("the console was cut at the host's size limit (\(truncation.summary)): a truncated stream cannot pass")
+        }
+        var disallowed = records.disallowed
+        for test in records.tests where test.id != input.testID {
+            disallowed.append("a record for test '\(GuestText.excerpt(test.id))', which the plan does not hold")
+        }
+        if !disallowed.isEmpty {
+            problems.append("the result channel held records the protocol does not allow: " + disallowed.prefix(3).joined(separator: "; "))
+        }
+        if records.rejectedCount > 0 {
+            let unparsed = records.unparsedLines > 0 ? ", then \(records.unparsedLines) more line(s) not parsed" : ""
+            problems.append("the result channel held invalid records (\(records.rejectedCount) line(s)\(unparsed)): "
+                + records.rejected.prefix(3).joined(separator: "; "))
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    /// The last `count` lines, found from the end: a console can be 16 MiB.
+    static func lastLines(_ text: String, _ count: Int) -> String {
+        var start = text.endIndex, found = 0
+        while start > text.startIndex {
+            let previous = text.index(before: start)
+            if text[previous].isNewline && previous < text.index(before: text.endIndex) {
+                found += 1
+                if found == count { break }
+            }
+            start = previous
+        }
+        return tail(String(text[start...]), lines: count)
     }
 
     static func guestChecks(_ tap: TAPReport) -> [Check] {
@@ -190,11 +247,30 @@ public enum VerdictBuilder {
                      detail: "guest log \(present ? "shows" : "lacks") '\(marker)'", source: "host")
     }
 
-    /// A manifest's probe check; skipped (not failed) where the kernel lacks the symbol.
-    static func probeCheck(_ check: ProbeCheck, counters: CellCounters) -> Check {
-        guard let probe = counters.probe(check.probe), let perOperation = probe.perOperation else {
+    /// A manifest's probe check. Skipped (not failed) only where the agent found that the
+    /// kernel lacks the symbol; without evidence (no registration, no profile entry, no
+    /// operation count to divide by) it fails: a check that cannot be made must not
+    /// count as passed.
+    static func probeCheck(_ check: ProbeCheck, counters: CellCounters, registrations: [ProbeRegistration]) -> Check {
+        func noEvidence(_ why: String) -> Check {
+            Check(name: check.name, passed: false, detail: "no evidence: \(why)", source: "host")
+        }
+        guard let registration = registrations.first(where: { $0.symbol == check.probe }) else {
+            return noEvidence("the agent did not report probe \(check.probe)")
+        }
+        switch registration.status {
+        case "ok": break
+        case "missing":
             return Check(name: check.name, passed: true, skipped: true,
                          detail: "\(check.probe) cannot be probed in this kernel", source: "host")
+        default:
+            return noEvidence("probe \(check.probe) could not be registered (\(GuestText.excerpt(registration.error ?? registration.status)))")
+        }
+        guard let probe = counters.probe(check.probe) else {
+            return noEvidence("kprobe_profile has no entry for \(check.probe)")
+        }
+        guard let perOperation = probe.perOperation else {
+            return noEvidence("the test reported no operation count (# metric ops) to divide \(probe.hits) hits by")
         }
         return Check(name: check.name, passed: perOperation >= check.minPerOp,
                      detail: String(format: "%.2f per %@, need ≥ %.2f", perOperation, counters.operation, check.minPerOp),
@@ -252,14 +328,14 @@ public enum VerdictBuilder {
         return nil
     }
 
-    static func counters(for test: TestRecord, tap: TAPReport, input: Input) -> CellCounters {
+    static func counters(for test: TestRecord, tap: TAPReport, input: Input) throws(GuestDataError) -> CellCounters {
         let operations = tap.metric("ops")
         var ipis: [IPIDelta] = []
         if let before = InterruptTable.parse(test.interruptsBefore), let after = InterruptTable.parse(test.interruptsAfter) {
-            ipis = IPIAccounting.deltas(before: before, after: after, operations: operations)
+            ipis = try IPIAccounting.deltas(before: before, after: after, operations: operations)
         }
         let registered = input.records.boot?.probes.filter { $0.status == "ok" }.map(\.symbol) ?? input.probes
-        let probes = ProbeDelta.deltas(before: KprobeProfile.parse(test.kprobesBefore),
+        let probes = try ProbeDelta.deltas(before: KprobeProfile.parse(test.kprobesBefore),
                                        after: KprobeProfile.parse(test.kprobesAfter),
                                        symbols: registered, operations: operations)
         return CellCounters(operation: tap.metrics["op"] ?? input.operation, operations: operations, ipis: ipis, probes: probes)

@@ -37,6 +37,8 @@ public struct WideningStats: Sendable, Equatable {
               let count = fields[kind == .point ? "fired" : "during"].flatMap({ UInt64($0) }) else { return nil }
         var location = String(words[1])
         if location.hasSuffix("+0") { location.removeLast(2) }
+        // Names end up in reports and metric keys: only what a kprobe location can be.
+        guard WideningManifest.isLocation(location) else { return nil }
         return Location(kind: kind, location: location, armed: armed == 1, error: error, hits: hits, count: count,
                         delayUs: fields["delay_us"].flatMap { UInt64($0) })
     }

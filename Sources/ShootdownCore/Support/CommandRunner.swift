@@ -132,6 +132,7 @@ extension StringProtocol {
     /// Lines split at any newline, CRLF included: a serial console writes CRLF, and Swift
     /// treats "\r\n" as one Character, which a split at "\n" never finds.
     public func lines(omittingEmpty: Bool = true) -> [SubSequence] {
-        split(omittingEmptySubsequences: omittingEmpty, whereSeparator: \.isNewline)
+        // A closure, not the key path \.isNewline: key-path reads dominate debug builds.
+        split(omittingEmptySubsequences: omittingEmpty, whereSeparator: { $0.isNewline })
     }
 }

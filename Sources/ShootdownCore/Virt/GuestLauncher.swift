@@ -178,11 +178,15 @@ public struct GuestLauncher: Sendable {
         }
     }
 
-    /// A channel file's contents, bounded: a guest must not exhaust host memory.
+    /// A channel file's contents, bounded: a guest must not exhaust host memory. Past the
+    /// limit the stream keeps its head and tail around a marker line (GuestStream) that
+    /// the verdict reports; a download has no tail, only the head and the marker.
     func collect(_ path: String, limit: Int) -> Data {
         switch staging {
-        case .files: return readBounded(path, limit: limit)
-        case .volumes: return connection.downloadVolume(name: URL(fileURLWithPath: path).lastPathComponent, limit: limit)
+        case .files: return GuestStream.read(path: path, limit: limit)
+        case .volumes:
+            let data = connection.downloadVolume(name: URL(fileURLWithPath: path).lastPathComponent, limit: limit + 1)
+            return GuestStream.bounded(data, limit: limit, complete: data.count <= limit)
         }
     }
 
