@@ -413,10 +413,20 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(copy.st_mode & 0o007 == 0, "a private kernel's copy is not world-readable")
         #expect(copy.st_mode & 0o040 != 0, "but QEMU's group reads it")
         #expect(try Data(contentsOf: staged) == Data(contentsOf: kernel))
+        // Even when its folder is shootdown's cache, a private file is copied.
+        try GuestLauncher.stageKernel(kernel, at: staged, ownCache: folder)
+        stat(staged.path, &copy)
+        #expect(copy.st_ino != user.st_ino && copy.st_mode & 0o007 == 0)
         chmod(kernel.path, 0o644)
         try GuestLauncher.stageKernel(kernel, at: staged)
         stat(staged.path, &copy)
-        #expect(copy.st_mode & 0o777 == 0o644)
+        #expect(copy.st_mode & 0o777 == 0o644 && copy.st_ino != user.st_ino)
+        // shootdown's own cached kernels (world-readable) are linked: no copy per cell.
+        try GuestLauncher.stageKernel(kernel, at: staged, ownCache: folder)
+        stat(staged.path, &copy)
+        #expect(copy.st_ino == user.st_ino)
+        stat(kernel.path, &user)
+        #expect(user.st_mode & 0o777 == 0o644)
     }
 
     /// A guest whose run is gone is killed by its emulator wrapper at the end of its

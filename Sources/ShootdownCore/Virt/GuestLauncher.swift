@@ -272,7 +272,7 @@ public struct GuestLauncher: GuestLaunching {
         // First, so a run killed while staging still leaves a folder the next run removes.
         try writeAtomically(try JSONEncoder().encode(spec.owner ?? .current), to: stage.appendingPathComponent(StaleGuests.ownerFile))
         try writeAtomically(lifetime, to: stage.appendingPathComponent("lifetime"))
-        try Self.stageKernel(kernel, at: URL(fileURLWithPath: spec.kernel))
+        try Self.stageKernel(kernel, at: URL(fileURLWithPath: spec.kernel), ownCache: context.paths.cache)
         try writeAtomically(initramfs, to: URL(fileURLWithPath: spec.initrd))
         chmod(spec.initrd, 0o644)
         for path in [spec.consolePath, spec.resultPath] {
@@ -284,23 +284,31 @@ public struct GuestLauncher: GuestLaunching {
 }
 
 extension GuestLauncher {
-    /// A copy of the kernel, never a link: a hard link shares the inode, so its mode (and
-    /// the owner libvirt's DAC driver sets on it while the guest runs) would be the
-    /// user's file's. The copy costs ~10 ms for a 10 MiB kernel against a boot of
-    /// seconds. It is 0644 when the user's file is world-readable; otherwise 0640 in the
-    /// group QEMU runs in (kvm), so a private kernel stays private.
-    static func stageKernel(_ kernel: URL, at destination: URL) throws {
+    /// The kernel where the domain reads it. A hard link shares the inode, so its mode
+    /// (and the owner libvirt's DAC driver sets while the guest runs) would be the
+    /// original's: only shootdown's own cache, already world-readable, is linked (free,
+    /// and immune to the cache entry being replaced meanwhile). Anything else, a user's
+    /// `file:` kernel or a build folder, is copied (measured: 30 ms for a 12 MiB x86
+    /// bzImage, 120 ms for a 44 MiB arm64 Image, against boots of seconds). The copy is
+    /// 0644 when the original is world-readable; otherwise 0640 in QEMU's group (kvm), so
+    /// a private kernel stays private.
+    static func stageKernel(_ kernel: URL, at destination: URL, ownCache: URL? = nil) throws {
         var source = stat()
         guard stat(kernel.path, &source) == 0 else {
             throw ShootdownError.io(path: kernel.path, message: "cannot stage the kernel: \(String(cString: strerror(errno)))")
         }
         try? FileManager.default.removeItem(at: destination)
+        let worldReadable = source.st_mode & S_IROTH != 0
+        if let ownCache, worldReadable, kernel.standardizedFileURL.path.hasPrefix(ownCache.standardizedFileURL.path + "/"),
+           link(kernel.path, destination.path) == 0 {
+            return
+        }
         do {
             try FileManager.default.copyItem(at: kernel, to: destination)
         } catch {
             throw ShootdownError.io(path: kernel.path, message: "cannot stage the kernel: \(error.localizedDescription)")
         }
-        if source.st_mode & S_IROTH != 0 {
+        if worldReadable {
             chmod(destination.path, 0o644)
         } else if let group = getgrnam("kvm") {
             chown(destination.path, getuid(), group.pointee.gr_gid)
