@@ -197,17 +197,27 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(world.guests.boots.count == boots)
     }
 
-    /// Generated ids stay unique when many runs start in the same second, concurrently.
-    @Test func concurrentRunsGetTheirOwnFolders() throws {
+    /// Two runs that start in the same second and draw the same 16-bit suffix must not
+    /// share a folder: the second one draws again.
+    @Test func runsThatDrawTheSameIDGetTheirOwnFolders() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-ids-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
+        let draws = Locked(["20261202-101010-abcd", "20261202-101010-abcd", "20261202-101010-beef"])
+        func draw() -> String {
+            var next = ""
+            draws.update { next = $0.removeFirst() }
+            return next
+        }
+        let first = try RunDirectory.create(root: root, newID: draw)
+        let second = try RunDirectory.create(root: root, newID: draw)
+        #expect(first.runID == "20261202-101010-abcd")
+        #expect(second.runID == "20261202-101010-beef")
+        // And many at once, with real ids.
         let urls = Locked<[URL]>([])
-        // 16-bit suffixes: 3000 ids in one second collide dozens of times by the birthday bound.
-        DispatchQueue.concurrentPerform(iterations: 3000) { _ in
+        DispatchQueue.concurrentPerform(iterations: 500) { _ in
             if let directory = try? RunDirectory.create(root: root) { urls.update { $0.append(directory.url) } }
         }
-        #expect(urls.value.count == 3000)
-        #expect(Set(urls.value).count == 3000)
+        #expect(Set(urls.value).count == 500)
     }
 
     /// Two whole runs at once on one results root and one cache: both complete, apart.
@@ -441,16 +451,16 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         try "#!/bin/sh\nexec sleep 30\n".write(to: fakeQemu, atomically: true, encoding: .utf8)
         chmod(fakeQemu.path, 0o755)
         let wrapper = try launcher.emulatorWrapper(for: fakeQemu.path, accelSuffix: "", cpuSuffix: "")
-        func start() throws -> Process {
+        func start(_ guest: String) throws -> Process {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: wrapper)
-            process.arguments = ["-name", "guest=x", "-kernel", folder.appendingPathComponent("guest/kernel").path]
+            process.arguments = ["-name", "guest=x", "-kernel", folder.appendingPathComponent("\(guest)/kernel").path]
             try process.run()
             return process
         }
-        let unbounded = try start()
         try "1\n".write(to: folder.appendingPathComponent("guest/lifetime"), atomically: true, encoding: .utf8)
-        let bounded = try start()
+        let unbounded = try start("other")
+        let bounded = try start("guest")
         let clock = ContinuousClock(), started = clock.now
         while bounded.isRunning && clock.now - started < .seconds(15) { Thread.sleep(forTimeInterval: 0.1) }
         #expect(!bounded.isRunning)

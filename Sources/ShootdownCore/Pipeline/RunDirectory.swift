@@ -22,11 +22,12 @@ public struct RunDirectory: Sendable {
     /// A new run folder. A given id must be new (reusing one would merge two runs; resume
     /// an old run with --resume instead); a generated one is retried until it is new, so
     /// concurrent runs on one results root never share a folder.
-    public static func create(root: URL, runID: String? = nil) throws -> RunDirectory {
+    public static func create(root: URL, runID: String? = nil,
+                              newID: () -> String = { RunDirectory.newRunID() }) throws -> RunDirectory {
         if let runID { try validate(runID: runID) }
         try FileManager.default.makeDirectory(root)
         for _ in 0..<100 {
-            let id = runID ?? Self.newRunID()
+            let id = runID ?? newID()
             let url = root.appendingPathComponent(id)
             // mkdir, not createDirectory(withIntermediateDirectories:): it fails on an existing folder.
             if mkdir(url.path, 0o755) == 0 { return RunDirectory(url: url) }
@@ -83,7 +84,7 @@ public struct RunDirectory: Sendable {
         }
     }
 
-    static func newRunID(now: Date = Date()) -> String {
+    public static func newRunID(now: Date = Date()) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
