@@ -119,6 +119,24 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(xml.contains("pid=\"\(getpid())\""))
     }
 
+    /// A recorded run replays: the same consoles and records judged again, cell by cell.
+    @Test func aRecordedRunReplaysCellByCell() throws {
+        let recorded = try ReplayWorld()
+        let original = try recorded.run()
+        let world = try ReplayWorld()
+        var context = world.context
+        context.guests = ReplayGuests.recordedRun(original.directory.url)
+        var request = world.request()
+        request.kernels = [.file(path: recorded.kernel.path)]
+        let replayed = try RunPipeline(context: context).run(request, options: ExecutionOptions(jobs: 1))
+        #expect(replayed.results.map(\.cell.id) == original.results.map(\.cell.id))
+        #expect(replayed.results.map(\.status) == original.results.map(\.status))
+        for result in replayed.results {
+            let console = try Data(contentsOf: replayed.directory.cellDirectory(result.cell.id).appendingPathComponent("console.log"))
+            #expect(console == (try Data(contentsOf: original.directory.cellDirectory(result.cell.id).appendingPathComponent("console.log"))))
+        }
+    }
+
     /// A run interrupted at its second guest destroys that guest, records nothing for
     /// it, and `--resume` boots exactly the two missing cells.
     @Test func interruptedRunResumesExactlyTheMissingCells() throws {
