@@ -107,8 +107,9 @@ public struct GuestLauncher: GuestLaunching {
 
     /// The lifetime is read from a `lifetime` file beside the kernel (seconds; the same
     /// wrapper serves every guest, so it cannot be in the script). A watcher forked before
-    /// the exec polls QEMU (then its parent) every 2 s and SIGKILLs it at the end; it exits
-    /// as soon as QEMU is gone, so a reused pid is never hit.
+    /// the exec polls QEMU (its parent once the shell has exec'd it) every 2 s and
+    /// SIGKILLs it at the end; it exits as soon as QEMU is gone, so it never outlives the
+    /// guest by more than one poll, and a reused pid is not hit.
     static func wrapperScript(emulator: String, accelSuffix: String, cpuSuffix: String) -> String {
         """
             #!/bin/sh
