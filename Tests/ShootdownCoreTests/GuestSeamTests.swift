@@ -491,6 +491,22 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
     }
 }
 
+/// Signal handling that must not leak into the programs shootdown runs.
+@Suite struct StopSignalTests {
+    /// SIGPIPE is survived by shootdown but not ignored: children (make, gcc, tar) inherit
+    /// an ignored signal across exec and would no longer die of a broken pipe.
+    @Test func childrenDoNotInheritAnIgnoredSIGPIPE() throws {
+        ActiveDomains.shared.handleStopSignals()
+        let output = try ProcessRunner().check(Command("/bin/sh", ["-c", "grep SigIgn /proc/self/status"]))
+        let mask = UInt64(output.stdout.split(separator: "\t").last!.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16)!
+        #expect(mask & (1 << (UInt64(SIGPIPE) - 1)) == 0, "\(output.stdout)")
+        // And this process survives a write to a closed pipe.
+        let pipe = Pipe()
+        try pipe.fileHandleForReading.close()
+        #expect(throws: (any Error).self) { try pipe.fileHandleForWriting.write(contentsOf: Data("x".utf8)) }
+    }
+}
+
 extension GuestSeamTests {
     static func mount(_ arguments: [String]) -> Bool {
         let command = arguments.first == "umount" ? Command("/bin/umount", Array(arguments.dropFirst())) : Command("/bin/mount", arguments)

@@ -97,12 +97,14 @@ public final class ActiveDomains: @unchecked Sendable {
 
     /// From the start of a run: SIGINT, SIGTERM and SIGHUP interrupt (guests destroyed,
     /// stage folders removed, the run left for --resume) and exit with 128 + the signal.
-    /// SIGPIPE is ignored: a closed terminal or pipe must not kill the run with its guests
+    /// SIGPIPE is swallowed: a closed terminal or pipe must not kill the run with its guests
     /// still running; writes to it fail and the run finishes, its results on disk.
     public func handleStopSignals() {
         lock.withLock {
             guard signalSources.isEmpty else { return }
-            signal(SIGPIPE, SIG_IGN)
+            // Caught by a no-op, not SIG_IGN: an ignored signal stays ignored across exec,
+            // and make, gcc and tar must still die of a broken pipe in their own pipelines.
+            signal(SIGPIPE, swallowSignal)
             for signalNumber in Self.stopSignals {
                 signal(signalNumber, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
@@ -133,6 +135,9 @@ public final class ActiveDomains: @unchecked Sendable {
         }
     }
 }
+
+/// A handler that does nothing: the signal is survived, and exec resets it to default.
+private func swallowSignal(_: Int32) {}
 
 /// Writes to stderr without trapping when it is closed (SIGPIPE is ignored, so a write
 /// to a closed pipe fails with EPIPE; FileHandle.write(_:) would crash on that).
