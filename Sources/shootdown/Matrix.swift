@@ -19,6 +19,7 @@ struct Matrix: ParsableCommand {
     @OptionGroup var execution: ExecutionFlags
 
     func run() throws {
+        ActiveDomains.shared.handleStopSignals()
         var context = global.makeContext()
         try reportingErrors {
             let catalog = TemplateCatalog(resources: context.paths.resources)

@@ -59,6 +59,7 @@ struct Run: ParsableCommand {
     var quiet = false
 
     func run() throws {
+        ActiveDomains.shared.handleStopSignals()
         let context = global.makeContext()
         try reportingErrors {
             let catalog = TemplateCatalog(resources: context.paths.resources)
@@ -106,12 +107,18 @@ struct ExecutionFlags: ParsableArguments {
 /// Runs a request with a progress line per cell, then prints the report; exits 1 when a
 /// cell failed or erred or an expectation was not met.
 func runAndReport(_ request: RunRequest, context: ToolContext, execution: ExecutionOptions, quiet: Bool) throws {
-    let outcome = try RunPipeline(context: context).run(request, options: execution) { result, directory, progress in
-        var line = "  \(result.status.rawValue) \(result.cell.id)" + (result.reason.map { ": \($0)" } ?? "")
-        line += String(format: " (%.1f s) · %d/%d done", result.timings.totalSeconds, progress.done, progress.total)
-        if progress.failures > 0 { line += ", \(progress.failures) failed" }
-        if let remaining = progress.remainingSeconds, progress.done < progress.total { line += String(format: ", ETA %.0f s", remaining) }
-        context.log(line)
+    let outcome: RunPipeline.Outcome
+    do {
+        outcome = try RunPipeline(context: context).run(request, options: execution) { result, _, progress in
+            var line = "  \(result.status.rawValue) \(result.cell.id)" + (result.reason.map { ": \($0)" } ?? "")
+            line += String(format: " (%.1f s) · %d/%d done", result.timings.totalSeconds, progress.done, progress.total)
+            if progress.failures > 0 { line += ", \(progress.failures) failed" }
+            if let remaining = progress.remainingSeconds, progress.done < progress.total { line += String(format: ", ETA %.0f s", remaining) }
+            context.log(line)
+        }
+    } catch let interrupted as RunInterrupted {
+        // The signal handler is still destroying guests; it exits the process when done.
+        ActiveDomains.shared.awaitInterruption(interrupted.signal)
     }
     if quiet {
         outcome.results.forEach { print(outcome.directory.cellDirectory($0.cell.id).appendingPathComponent("result.json").path) }

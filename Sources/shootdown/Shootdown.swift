@@ -38,6 +38,8 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let error as ShootdownError {
         throw ValidationOrRuntimeError(message: error.description)
+    } catch let error as RunStopped {
+        throw ValidationOrRuntimeError(message: error.description)
     }
 }
 

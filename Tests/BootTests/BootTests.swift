@@ -81,16 +81,18 @@ import Testing
     @Test func volumeStagingAsForRemoteHosts() throws {
         var context = Self.context()
         context.staging = .volumes
-        let results = try RunPipeline(context: context).run(
+        let outcome = try RunPipeline(context: context).run(
             RunRequest(arches: [.x86_64], tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["cycles=2"])],
-                       timeoutSeconds: 120)).results
+                       timeoutSeconds: 120))
+        let results = outcome.results
         let result = try #require(results.first)
         #expect(result.status == .pass, "\(result.reason ?? "")")
         #expect(result.counters?.probe("tlb_remove_table_sync_one") != nil)
         let connection = try LibvirtConnection(uri: context.libvirtURI)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: LibvirtConnection.poolPath).filter { !$0.hasPrefix("bin-") }
         #expect(leftovers.isEmpty, "\(leftovers)")
-        #expect(try connection.domainNames(prefix: "shootdown-").isEmpty)
+        // This run's own domains: other suites (and other users) boot guests meanwhile.
+        #expect(try connection.domainNames(prefix: "shootdown-\(outcome.directory.runID)").isEmpty)
     }
 
     /// A guest that never reports is destroyed at the timeout and comes back as ERROR.
@@ -113,7 +115,7 @@ import Testing
                                                  records: GuestRecords.parse(outcome.results), timedOut: outcome.timedOut,
                                                  startError: outcome.startError, wall: outcome.wall, timeoutSeconds: 8))
         #expect(verdict.status == .error)
-        #expect(try connection.domainNames(prefix: "shootdown-") == [])
+        #expect(try connection.domainNames(prefix: spec.name) == [])
         #expect(!FileManager.default.fileExists(atPath: URL(fileURLWithPath: spec.kernel).deletingLastPathComponent().path))
     }
 

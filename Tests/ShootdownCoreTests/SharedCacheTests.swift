@@ -76,13 +76,6 @@ final class FakeToolchain: CommandRunning, @unchecked Sendable {
     }
 }
 
-final class Locked<T>: @unchecked Sendable {
-    private var value: T
-    private let lock = NSLock()
-    init(_ value: T) { self.value = value }
-    func withLock<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
-}
-
 @Suite struct SharedCacheTests {
     /// A scratch world: a git tree with tags v1 and v2 (Kconfig says which), a cache, and
     /// resources with one config fragment.

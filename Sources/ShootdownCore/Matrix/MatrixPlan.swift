@@ -32,14 +32,12 @@ public struct MatrixPlan: Sendable {
     public init(request: RunRequest, options: ExecutionOptions, context: ToolContext, catalog: TemplateCatalog) throws {
         try request.validate()
         let resolver = KernelResolver(context: context)
-        let connection = try? LibvirtConnection(uri: context.libvirtURI)
+        let probe = try? AccelProbe(context: context)
         var entries: [Entry] = []
         for kernel in request.kernels {
             for arch in try request.arches ?? resolver.naturalArches(kernel) {
                 // Without a cached probe verdict the plan assumes TCG, the slower case.
-                let decision = connection.flatMap {
-                    AccelProbe(context: context, connection: $0).decisionWithoutProbe(arch: arch, choice: request.accel)
-                }
+                let decision = probe?.decisionWithoutProbe(arch: arch, choice: request.accel)
                 let accel = decision?.accel ?? (request.accel == .kvm ? .kvm : .tcg)
                 for paravirt in request.paravirt {
                     for vcpus in request.vcpus {

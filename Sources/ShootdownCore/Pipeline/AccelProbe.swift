@@ -18,11 +18,12 @@ public struct AccelProbe: Sendable {
     public static let probeTimeout: Duration = .seconds(20)
 
     let context: ToolContext
-    let connection: LibvirtConnection
+    /// The probe boots through the context's guests, like every cell.
+    let launcher: any GuestLaunching
 
-    public init(context: ToolContext, connection: LibvirtConnection) {
+    public init(context: ToolContext) throws {
         self.context = context
-        self.connection = connection
+        launcher = try context.guests.launcher(context: context)
     }
 
     /// A decision that needs no boot, or nil when only a probe can tell.
@@ -48,7 +49,6 @@ public struct AccelProbe: Sendable {
     public func decide(arch: Arch, choice: AcceleratorChoice, kernel: KernelImage, agent: Data) throws -> AccelDecision {
         if let decision = decisionWithoutProbe(arch: arch, choice: choice) { return decision }
         context.log("accel \(arch): probing KVM with a \(Int(Self.probeTimeout.seconds)) s boot of \(kernel.version)")
-        let launcher = GuestLauncher(context: context, connection: connection)
         let name = "shootdown-kvm-probe-\(getpid())"
         let spec = try launcher.stagedSpec(name: name, arch: arch, accel: .kvm, paravirt: nil, vcpus: 1, memoryMiB: 256)
         let image = GuestImage(agent: agent, plan: GuestPlan(hugepages: 0, probes: [], tests: []), programs: [],
@@ -90,6 +90,6 @@ public struct AccelProbe: Sendable {
         let release = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         var status = stat()
         let device = stat("/dev/kvm", &status) == 0 ? "\(status.st_rdev)" : "none"
-        return [release, device, connection.uri, connection.hypervisorVersion() ?? "?"].joined(separator: "|")
+        return [release, device, launcher.hypervisorIdentity].joined(separator: "|")
     }
 }

@@ -87,7 +87,11 @@ public struct HostDoctor: Sendable {
     }
 
     func accelFinding(connection: LibvirtConnection, probe: Bool, reprobe: Bool) -> DoctorFinding {
-        let accelProbe = AccelProbe(context: context, connection: connection)
+        // The probe opens its own connection through the context's guests.
+        guard let accelProbe = try? AccelProbe(context: context) else {
+            return .init(level: .fail, subject: "accelerator \(Arch.host)", detail: "libvirt at \(connection.uri) went away",
+                         fix: "sudo ci/setup-host")
+        }
         if reprobe { try? FileManager.default.removeItem(at: accelProbe.cacheFile(.host)) }
         if let decision = accelProbe.decisionWithoutProbe(arch: .host, choice: .auto) {
             return .init(level: decision.accel == .kvm ? .ok : .warn, subject: "accelerator \(Arch.host)", detail: decision.reason)

@@ -19,14 +19,72 @@ public struct RunDirectory: Sendable {
         return RunDirectory(url: url)
     }
 
-    public static func create(root: URL, runID: String? = nil) throws -> RunDirectory {
-        let id = runID ?? Self.newRunID()
-        let url = root.appendingPathComponent(id)
-        try FileManager.default.makeDirectory(url)
-        return RunDirectory(url: url)
+    /// A new run folder. A given id must be new (reusing one would merge two runs; resume
+    /// an old run with --resume instead); a generated one is retried until it is new, so
+    /// concurrent runs on one results root never share a folder.
+    public static func create(root: URL, runID: String? = nil,
+                              newID: () -> String = { RunDirectory.newRunID() }) throws -> RunDirectory {
+        if let runID { try validate(runID: runID) }
+        try FileManager.default.makeDirectory(root)
+        for _ in 0..<100 {
+            let id = runID ?? newID()
+            let url = root.appendingPathComponent(id)
+            // mkdir, not createDirectory(withIntermediateDirectories:): it fails on an existing folder.
+            if mkdir(url.path, 0o755) == 0 { return RunDirectory(url: url) }
+            let error = errno
+            guard error == EEXIST else {
+                throw ShootdownError.io(path: url.path, message: "cannot create the run folder: \(String(cString: strerror(error)))")
+            }
+            if runID != nil {
+                throw ShootdownError.usage("--run-id \(id): \(url.path) exists already; continue that run with --resume \(id), or choose another id")
+            }
+        }
+        throw ShootdownError.io(path: root.path, message: "no free run id after 100 tries")
     }
 
-    static func newRunID(now: Date = Date()) -> String {
+    /// A run id names a folder directly under the results root: letters, digits, `.`, `_`,
+    /// `-`, not starting with `.` (no `..`, no `/`, no hidden folders), at most 100.
+    public static func validate(runID: String) throws {
+        let allowed = runID.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
+        guard !runID.isEmpty, runID.count <= 100, allowed, !runID.hasPrefix(".") else {
+            throw ShootdownError.usage("--run-id \(runID): use 1 to 100 letters, digits, '.', '_' or '-', not starting with '.'")
+        }
+    }
+
+    /// Space a run needs before it starts: a cell writes its initramfs (a few MiB), console
+    /// and records.
+    public static let minimumFreeBytes: UInt64 = 64 << 20
+
+    /// Proves the folder takes files (a read-only mount or a full disk), before any build.
+    public func checkWritable(minimumFree: UInt64 = RunDirectory.minimumFreeBytes) throws {
+        let probe = url.appendingPathComponent(".write-check-\(getpid())-\(UUID().uuidString.prefix(8))")
+        do {
+            try writeAtomically(Data(count: 4096), to: probe)
+            try? FileManager.default.removeItem(at: probe)
+        } catch let error as ShootdownError {
+            throw ShootdownError.io(path: url.path, message: "results cannot be written here (\(error)); use --results DIR")
+        }
+        var info = statvfs()
+        if statvfs(url.path, &info) == 0 {
+            let free = UInt64(info.f_bavail) * UInt64(info.f_frsize)
+            if free < minimumFree {
+                throw ShootdownError.io(path: url.path, message: "only \(free >> 20) MiB free; a run needs at least \(minimumFree >> 20) MiB (free some space or use --results DIR)")
+            }
+        }
+    }
+
+    /// run.json, if the run has one.
+    public func readManifest() throws -> RunManifest? {
+        let file = url.appendingPathComponent("run.json")
+        guard let data = try? Data(contentsOf: file) else { return nil }
+        do {
+            return try JSONDecoder().decode(RunManifest.self, from: data)
+        } catch {
+            throw ShootdownError.io(path: file.path, message: "not a shootdown run.json (\(error))")
+        }
+    }
+
+    public static func newRunID(now: Date = Date()) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")

@@ -40,47 +40,115 @@ public struct RunPipeline: Sendable {
         var wideningOff = false
     }
 
+    /// The stages in order: everything that can refuse the run (hypervisor, results
+    /// folder, resume request) comes before anything is built or booted.
     public func run(_ request: RunRequest, options: ExecutionOptions = ExecutionOptions(),
                     onCell: @Sendable (CellResult, URL, Progress) -> Void = { _, _, _ in }) throws -> Outcome {
         try request.validate()
-        let tests = try renderTests(request)
-        let kernels = try resolveKernels(request, widening: tests.contains { $0.test.widening != nil && !$0.wideningOff })
-        let assets = try buildPrograms(tests.map(\.test), arches: Set(kernels.map(\.arch)))
-        ActiveDomains.shared.destroyOnInterrupt()
-        let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets)
-        let cells = options.slice(expandCells(request, kernels: kernels, decisions: decisions, tests: tests))
+        handleInterruptions()
+        try context.guests.prepare(context: context)
+        let opened = try openDirectory(request, options)
+        let directory = opened.directory
+        let cells: [(cell: Cell, test: PlannedTest)], assets: [Arch: ArchAssets]
+        do {
+            let tests = try renderTests(request)
+            let kernels = try resolveKernels(request, widening: tests.contains { $0.test.widening != nil && !$0.wideningOff })
+            assets = try buildPrograms(tests.map(\.test), arches: Set(kernels.map(\.arch)))
+            let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets)
+            cells = options.slice(expandCells(request, kernels: kernels, decisions: decisions, tests: tests))
+            try recordManifest(RunManifest(request: request, cells: cells.map(\.cell), shard: options.shardText),
+                               in: directory, resumed: opened.manifest)
+        } catch {
+            // A run that failed before it had any cell leaves no folder behind.
+            if opened.manifest == nil { try? FileManager.default.removeItem(at: directory.url) }
+            throw error
+        }
 
-        let directory = try openDirectory(options)
-        try directory.writeManifest(RunManifest(request: request, cells: cells.map(\.cell)))
         let finished = Set(try directory.results().map(\.cell.id))
         let pending = cells.filter { !finished.contains($0.cell.id) }
         let jobs = options.resolvedJobs(guestMemoryMiB: request.memoryMiB)
         context.log("run \(directory.runID): \(cells.count) cell(s)" + (finished.isEmpty ? "" : ", \(cells.count - pending.count) already done")
                     + ", \(jobs) at a time → \(directory.url.path)")
-
-        try execute(pending, jobs: min(jobs, max(1, pending.count)), assets: assets, directory: directory,
-                    alreadyDone: cells.count - pending.count, total: cells.count, onCell: onCell)
+        do {
+            try execute(pending, jobs: min(jobs, max(1, pending.count)), assets: assets, directory: directory,
+                        alreadyDone: cells.count - pending.count, total: cells.count, onCell: onCell)
+        } catch let error as RunInterrupted {
+            throw error
+        } catch {
+            throw RunStopped(error: error, directory: directory, finished: try directory.results().count, total: cells.count)
+        }
 
         let report = try directory.rebuildReport(request: request)
         return Outcome(directory: directory, results: report.cells, sweeps: report.sweeps, report: report)
     }
 
-    func openDirectory(_ options: ExecutionOptions) throws -> RunDirectory {
-        guard let resume = options.resume else {
-            return try RunDirectory.create(root: context.paths.results, runID: options.runID)
-        }
-        return try RunDirectory.locate(resume, resultsRoot: context.paths.results)
+    /// From the start of the run: a stop signal destroys the guests and removes this
+    /// process's stage folders (the process-wide registry also exits, see ActiveDomains).
+    func handleInterruptions() {
+        let registry = context.activeDomains
+        if registry === ActiveDomains.shared { registry.handleStopSignals() }
+        let stage = context.paths.stage
+        registry.onInterrupt(stage.path) { StaleGuests.removeOwnStageFolders(stage) }
     }
 
-    /// Runs cells on `jobs` workers, each with its own libvirt connection, and reports
-    /// each finished cell. The first harness exception stops the other workers.
+    /// A new run folder (its id checked and unique), or the one to resume with its
+    /// manifest, which must be for the same request. Either must take files.
+    func openDirectory(_ request: RunRequest, _ options: ExecutionOptions) throws -> (directory: RunDirectory, manifest: RunManifest?) {
+        guard let resume = options.resume else {
+            let directory = try RunDirectory.create(root: context.paths.results, runID: options.runID)
+            do {
+                try directory.checkWritable()
+            } catch {
+                try? FileManager.default.removeItem(at: directory.url)
+                throw error
+            }
+            return (directory, nil)
+        }
+        if let runID = options.runID, runID != resume {
+            throw ShootdownError.usage("--run-id \(runID) and --resume \(resume): give one of them")
+        }
+        let directory = try RunDirectory.locate(resume, resultsRoot: context.paths.results)
+        guard let manifest = try directory.readManifest() else {
+            throw ShootdownError.usage("--resume \(resume): \(directory.url.path) has no readable run.json")
+        }
+        var differences = RunManifest.differences(manifest.request, request)
+        if manifest.shard != options.shardText {
+            differences.append("shard: \(manifest.shard ?? "none") in run.json, \(options.shardText ?? "none") now")
+        }
+        guard differences.isEmpty else {
+            throw ShootdownError.usage("--resume \(directory.runID): the run was started with a different request; "
+                                       + differences.joined(separator: "; ") + " (run it with its own options, or start a new run)")
+        }
+        try directory.checkWritable()
+        return (directory, manifest)
+    }
+
+    /// Writes run.json for a new run. A resumed run keeps its own, and must expand to the
+    /// same cells: a kernel spec that now resolves to another version (debian:latest after
+    /// an update) would mix two kernels in one run.
+    func recordManifest(_ manifest: RunManifest, in directory: RunDirectory, resumed: RunManifest?) throws {
+        guard let resumed else { return try directory.writeManifest(manifest) }
+        let before = resumed.cells.map(\.id), now = manifest.cells.map(\.id)
+        guard before == now else {
+            let gone = before.filter { !now.contains($0) }, new = now.filter { !before.contains($0) }
+            throw ShootdownError.usage("--resume \(directory.runID): the request now expands to other cells"
+                                       + (gone.isEmpty ? "" : "; no longer: \(gone.joined(separator: ", "))")
+                                       + (new.isEmpty ? "" : "; new: \(new.joined(separator: ", "))")
+                                       + " (a kernel resolves to another version?); start a new run")
+        }
+    }
+
+    /// Runs cells on `jobs` workers, each with its own guest launcher (a libvirt
+    /// connection), and persists each finished cell. The first harness exception stops
+    /// the other workers.
     func execute(_ cells: [(cell: Cell, test: PlannedTest)], jobs: Int, assets: [Arch: ArchAssets], directory: RunDirectory,
                  alreadyDone: Int, total: Int, onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
         guard !cells.isEmpty else { return }
         let board = WorkBoard(count: cells.count, alreadyDone: alreadyDone, total: total)
+        let registry = context.activeDomains
         DispatchQueue.concurrentPerform(iterations: jobs) { _ in
             do {
-                let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: context.libvirtURI))
+                let launcher = try context.guests.launcher(context: context)
                 defer { launcher.waitForTeardowns() }
                 while let index = board.next() {
                     let (cell, planned) = cells[index]
@@ -89,8 +157,8 @@ public struct RunPipeline: Sendable {
                                                           launcher: launcher, runID: directory.runID)
                     applyExpectations(planned.expectations, to: &result)
                     // A guest we destroyed on Ctrl-C is no result: leave the cell for --resume.
-                    if ActiveDomains.shared.isInterrupted { break }
-                    // On disk before the cell counts as done: an interrupted run loses nothing finished.
+                    if registry.isInterrupted { break }
+                    // Persist: on disk before the cell counts as done, so an interrupted run loses nothing finished.
                     let cellDirectory = try directory.write(result, artifacts: artifacts)
                     onCell(result, cellDirectory, board.finish(result, seconds: result.timings.totalSeconds, jobs: jobs))
                 }
@@ -98,6 +166,7 @@ public struct RunPipeline: Sendable {
                 board.abort(error)
             }
         }
+        if let signal = registry.interruptingSignal { throw RunInterrupted(signal: signal) }
         if let error = board.error { throw error }
     }
 
@@ -172,7 +241,7 @@ public struct RunPipeline: Sendable {
         var decisions: [Arch: AccelDecision] = [:]
         var probe: AccelProbe?
         for kernel in kernels where decisions[kernel.arch] == nil {
-            let accelProbe = try probe ?? AccelProbe(context: context, connection: LibvirtConnection(uri: context.libvirtURI))
+            let accelProbe = try probe ?? AccelProbe(context: context)
             probe = accelProbe
             let decision = try accelProbe.decide(arch: kernel.arch, choice: request.accel, kernel: kernel,
                                                  agent: assets[kernel.arch]!.agent)
@@ -212,7 +281,8 @@ public struct RunPipeline: Sendable {
         return cells
     }
 
-    func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: GuestLauncher, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
+    /// One cell: image, boot, judge (persisting is the caller's).
+    func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: any GuestLaunching, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
         let test = planned.test
         var artifacts = RunDirectory.CellArtifacts()
         if let reason = cell.skipReason {
@@ -221,22 +291,11 @@ public struct RunPipeline: Sendable {
                                     repeatIndex: cell.repeatIndex)
             return (result, artifacts)
         }
-        // The agent kills a hung test well before the host gives up on the whole guest.
-        let testTimeout = max(5, cell.timeoutSeconds * 3 / 4)
-        let programID = "test"
         let widening = wideningRequest(test, kernel: cell.kernel, off: planned.wideningOff)
-        let module = widening?.availability == .module ? try cell.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
-        let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
-                             tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")],
-                             widening: module == nil ? nil : widening?.plan)
-        let image = GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
-                               modules: try cell.kernel.moduleFiles(), wideningModule: module)
+        let image = try guestImage(cell, test: test, assets: assets, widening: widening)
         let archive = image.archive
-        let name = "shootdown-\(runID)-\(cell.id)".prefix(200).map { $0 == "." ? "_" : $0 }.reduce(into: "") { $0.append($1) }
-        let spec = try launcher.stagedSpec(name: name, arch: cell.arch, accel: cell.accel, paravirt: cell.paravirt,
-                                           vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
-        let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
-                                        timeout: .seconds(cell.timeoutSeconds))
+        let (spec, outcome) = try boot(cell, archive: archive, launcher: launcher, runID: runID)
+        let programID = Self.programID
         let console = String(decoding: outcome.console, as: UTF8.self)
         // Console records only where the host cannot know the kernel has a result port:
         // every kernel with a known config was checked for virtio-serial (PROTOCOL.md).
@@ -277,10 +336,90 @@ public struct RunPipeline: Sendable {
     }
 }
 
+extension RunPipeline {
+    /// The id of the cell's test program in the guest plan and its records.
+    static let programID = "test"
+
+    /// The cell's initramfs: agent, plan, test program, and the kernel's modules.
+    /// The initramfs: agent, plan, test program, the kernel's channel modules and, where the
+    /// test widens and a module was built for this kernel, the widening module.
+    func guestImage(_ cell: Cell, test: RenderedTest, assets: ArchAssets, widening: WideningRequest? = nil) throws -> GuestImage {
+        // The agent kills a hung test well before the host gives up on the whole guest.
+        let testTimeout = max(5, cell.timeoutSeconds * 3 / 4)
+        let programID = Self.programID
+        let module = widening?.availability == .module ? try cell.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
+        let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
+                             tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")],
+                             widening: module == nil ? nil : widening?.plan)
+        return GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
+                          modules: try cell.kernel.moduleFiles(), wideningModule: module)
+    }
+
+    /// Boots the cell's guest; returns the spec it booted (for the reproducer) and what came back.
+    func boot(_ cell: Cell, archive: Data, launcher: any GuestLaunching, runID: String) throws -> (DomainSpec, GuestOutcome) {
+        let spec = try launcher.stagedSpec(name: Self.domainName(runID: runID, cellID: cell.id), arch: cell.arch, accel: cell.accel,
+                                           paravirt: cell.paravirt, vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
+        let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
+                                        timeout: .seconds(cell.timeoutSeconds))
+        return (spec, outcome)
+    }
+
+    /// Unique per run and cell; libvirt names take no dots here.
+    static func domainName(runID: String, cellID: String) -> String {
+        domainSafe(String("shootdown-\(runID)-\(cellID)".prefix(200)))
+    }
+}
+
+/// A run stopped by a harness failure (the hypervisor went away, a results write failed):
+/// says so once, with where the finished cells are and how to continue.
+public struct RunStopped: Error, CustomStringConvertible {
+    public var error: Error
+    public var directory: RunDirectory
+    public var finished: Int
+    public var total: Int
+
+    public var description: String {
+        "\(error)\n\(finished) of \(total) cell(s) finished and kept in \(directory.url.path); "
+            + "when the cause is fixed, continue with --resume \(directory.runID)"
+    }
+}
+
 /// run.json: the request and the expanded cells.
 public struct RunManifest: Sendable, Codable {
     public var request: RunRequest
     public var cells: [Cell]
+    /// `I/N` when the run is one shard; resuming must use the same.
+    public var shard: String?
+
+    public init(request: RunRequest, cells: [Cell], shard: String? = nil) {
+        self.request = request
+        self.cells = cells
+        self.shard = shard
+    }
+
+    /// The fields in which two requests differ, each as "field: old in run.json, new now".
+    public static func differences(_ recorded: RunRequest, _ now: RunRequest) -> [String] {
+        guard recorded != now else { return [] }
+        func fields(_ request: RunRequest) -> [String: String] {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            guard let data = try? encoder.encode(request),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+            return object.mapValues { value in
+                guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes]) else {
+                    return "\(value)"
+                }
+                let text = String(decoding: data, as: UTF8.self)
+                return text.count > 120 ? String(text.prefix(120)) + "…" : text
+            }
+        }
+        let old = fields(recorded), new = fields(now)
+        let found = Set(old.keys).union(new.keys).sorted().compactMap { key -> String? in
+            let before = old[key] ?? "none", after = new[key] ?? "none"
+            return before == after ? nil : "\(key): \(before) in run.json, \(after) now"
+        }
+        return found.isEmpty ? ["the requests differ"] : found
+    }
 }
 
 /// reproduce.sh: the cell again, three ways.

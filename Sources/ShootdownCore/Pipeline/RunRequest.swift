@@ -112,6 +112,9 @@ public struct ExecutionOptions: Sendable, Equatable {
             && lhs.resume == rhs.resume && lhs.runID == rhs.runID
     }
 
+    /// The shard as `I/N`, as run.json records it.
+    public var shardText: String? { shard.map { "\($0.index)/\($0.count)" } }
+
     /// `2/4` → (2, 4).
     public static func parseShard(_ text: String) throws -> (index: Int, count: Int) {
         let parts = text.split(separator: "/").compactMap { Int($0) }

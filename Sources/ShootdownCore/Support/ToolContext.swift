@@ -11,10 +11,19 @@ public struct ToolContext: Sendable {
     /// How guest files reach the hypervisor; nil: files locally, volumes for remote URIs
     /// (`SHOOTDOWN_STAGING=files|volumes` overrides).
     public var staging: GuestLauncher.Staging?
+    /// Where guests come from: libvirt at `libvirtURI` unless a test sets recordings
+    /// (`ReplayGuests`) or another host.
+    public var guests: any GuestHost {
+        get { guestHost ?? LibvirtGuests(uri: libvirtURI) }
+        set { guestHost = newValue }
+    }
+    private var guestHost: (any GuestHost)?
+    /// The guests this process runs, for interruption; a test gives a run its own.
+    public var activeDomains: ActiveDomains = .shared
 
     public init(paths: ToolPaths, runner: any CommandRunning = ProcessRunner(),
                 libvirtURI: String = ToolContext.defaultLibvirtURI,
-                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+                log: @escaping @Sendable (String) -> Void = { writeToStandardError($0 + "\n") }) {
         self.paths = paths
         self.runner = runner
         self.libvirtURI = libvirtURI

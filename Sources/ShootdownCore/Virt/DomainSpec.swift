@@ -18,6 +18,9 @@ public struct DomainSpec: Sendable, Equatable {
     public var initrd: String
     public var consolePath: String
     public var resultPath: String
+    /// Recorded in the domain's metadata, so a later run can tell a leftover of a dead
+    /// run (destroy it) from a guest of a live one (leave it alone).
+    public var owner: GuestOwner?
 
     public init(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
                 emulator: String, kernel: String, initrd: String, consolePath: String, resultPath: String) {

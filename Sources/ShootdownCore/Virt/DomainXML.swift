@@ -7,6 +7,11 @@ public enum DomainXML {
         domain.append(XMLElement("name", text: spec.name))
         domain.append(XMLElement("memory", [("unit", "MiB")], text: String(spec.memoryMiB)))
         domain.append(XMLElement("vcpu", text: String(spec.vcpus)))
+        if let owner = spec.owner {
+            var metadata = XMLElement("metadata")
+            metadata.append(XMLElement("shootdown:owner", [("xmlns:shootdown", GuestOwner.namespace)] + owner.attributes))
+            domain.append(metadata)
+        }
 
         var os = XMLElement("os")
         os.append(XMLElement("type", [("arch", spec.arch.rawValue), ("machine", spec.arch.machine)], text: "hvm"))

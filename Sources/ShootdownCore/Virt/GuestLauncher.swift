@@ -16,7 +16,7 @@ public struct GuestOutcome: Sendable {
 
 /// Boots one guest through libvirt: stages its files where QEMU can read them, starts a
 /// transient domain, waits with a timeout, destroys it when needed and always cleans up.
-public struct GuestLauncher: Sendable {
+public struct GuestLauncher: GuestLaunching {
     /// Limits on what the host reads back from a guest.
     public static let maxConsoleBytes = 16 << 20
     public static let maxResultBytes = 64 << 20
@@ -24,7 +24,10 @@ public struct GuestLauncher: Sendable {
     let context: ToolContext
     let connection: LibvirtConnection
     let staging: Staging
-    private let teardowns = Teardowns()
+    private let teardowns: Teardowns
+    /// A guest is killed this long after its own timeout even if no run is left to do it
+    /// (the run was SIGKILLed): the emulator wrapper enforces it.
+    public static let lifetimeGrace = 60
 
     /// Where guest files live while the guest runs.
     public enum Staging: String, Sendable {
@@ -40,6 +43,11 @@ public struct GuestLauncher: Sendable {
         self.context = context
         self.connection = connection
         self.staging = staging ?? context.staging ?? (connection.isRemote ? .volumes : .files)
+        teardowns = Teardowns(registry: context.activeDomains)
+    }
+
+    public var hypervisorIdentity: String {
+        connection.uri + "|" + (connection.hypervisorVersion() ?? "?")
     }
 
     /// A spec whose file paths point into this guest's stage folder (or pool).
@@ -64,16 +72,17 @@ public struct GuestLauncher: Sendable {
         var spec = DomainSpec(name: name, arch: arch, accel: accel, paravirt: paravirt, vcpus: vcpus, memoryMiB: memoryMiB,
                               emulator: emulator, kernel: folder + "kernel", initrd: folder + "initramfs.cpio",
                               consolePath: folder + "console.log", resultPath: folder + "results.jsonl")
+        spec.owner = .current
+        // Every guest runs through the wrapper: it also enforces the guest's lifetime.
         let suffixes = spec.qemuSuffixes
-        if !suffixes.accel.isEmpty || !suffixes.cpu.isEmpty {
-            spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu)
-        }
+        spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu)
         return spec
     }
 
     /// A wrapper around QEMU that appends to the `-accel` and `-cpu` values libvirt
-    /// passes, for settings libvirt has no XML for. Written only when it changes, since
-    /// libvirt re-probes an emulator whose file changed. Returns its path on the host.
+    /// passes, for settings libvirt has no XML for, and kills QEMU when the guest's
+    /// lifetime is over. Written only when it changes, since libvirt re-probes an
+    /// emulator whose file changed. Returns its path on the host.
     func emulatorWrapper(for emulator: String, accelSuffix: String, cpuSuffix: String) throws -> String {
         let tag = ContentHash.of(accelSuffix, cpuSuffix).prefix(8)
         let name = "\(URL(fileURLWithPath: emulator).lastPathComponent)-\(tag)"
@@ -96,21 +105,49 @@ public struct GuestLauncher: Sendable {
         return url.path
     }
 
+    /// The lifetime is read from a `lifetime` file beside the kernel (seconds; the same
+    /// wrapper serves every guest, so it cannot be in the script). A watcher forked before
+    /// the exec polls QEMU (its parent once the shell has exec'd it) every 2 s and
+    /// SIGKILLs it at the end; it exits as soon as QEMU is gone, so it never outlives the
+    /// guest by more than one poll, and a reused pid is not hit.
     static func wrapperScript(emulator: String, accelSuffix: String, cpuSuffix: String) -> String {
         """
             #!/bin/sh
             # Written by shootdown: QEMU with settings libvirt cannot express:
             # -accel …\(accelSuffix)  -cpu …\(cpuSuffix)
+            # and a hard lifetime, so a guest whose run was killed does not run forever.
             prev=
+            kernel=
             for arg do
                 shift
                 case "$prev" in
                 -accel) arg="$arg\(accelSuffix)" ;;
                 -cpu) arg="$arg\(cpuSuffix)" ;;
+                -kernel) kernel=$arg ;;
                 esac
                 set -- "$@" "$arg"
                 prev=$arg
             done
+            lifetime=
+            if [ -n "$kernel" ] && [ -r "${kernel%kernel}lifetime" ]; then
+                read -r lifetime < "${kernel%kernel}lifetime" || :
+            fi
+            case "$lifetime" in
+            ''|*[!0-9]*) ;;
+            *)
+                qemu=$$
+                (
+                    end=$(( $(date +%s) + lifetime ))
+                    while state=$(cut -d' ' -f3 "/proc/$qemu/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]; do
+                        if [ "$(date +%s)" -ge "$end" ]; then
+                            kill -KILL "$qemu"
+                            exit 0
+                        fi
+                        sleep 2
+                    done
+                ) </dev/null >/dev/null 2>&1 &
+                ;;
+            esac
             exec \(shellQuoted(emulator)) "$@"
 
             """
@@ -121,27 +158,38 @@ public struct GuestLauncher: Sendable {
         if connection.destroyDomain(named: spec.name) {
             context.log("destroyed a leftover domain \(spec.name) from an interrupted run")
         }
-        let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs)
+        let registry = context.activeDomains
+        let lifetime = Int(timeout.seconds.rounded(.up)) + Self.lifetimeGrace
+        let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs, lifetimeSeconds: lifetime)
         let xml = try DomainXML.render(spec)
         let clock = ContinuousClock(), started = clock.now
-        guard ActiveDomains.shared.beginStart() else {
+        guard registry.beginStart() else {
             cleanup()
-            throw ShootdownError.usage("interrupted: no new guest is started")
+            throw RunInterrupted(signal: registry.interruptingSignal ?? SIGINT)
         }
         let domain: LibvirtDomain
         do {
             domain = try connection.startTransient(xml: xml)
         } catch {
-            ActiveDomains.shared.endStart(nil)
+            registry.endStart(nil)
             let console = collect(spec.consolePath, limit: Self.maxConsoleBytes)
             cleanup()
+            // A dead daemon is the run's problem, not this guest's.
+            try connection.checkAlive()
             return GuestOutcome(domainXML: xml, timedOut: false, wall: clock.now - started, console: console, results: Data(),
                                 startError: "\(error)")
         }
         let startLatency = clock.now - started
-        ActiveDomains.shared.endStart(domain)
+        registry.endStart(domain)
         let finished = waitForResult(domain, spec: spec, deadline: started + timeout)
         let wall = clock.now - started
+        if finished == .stopped, !connection.isAlive {
+            // "Not active" only because the daemon is gone: the guest may still run, and
+            // its lifetime bound ends it.
+            registry.unregister(domain)
+            cleanup()
+            try connection.checkAlive()
+        }
         if staging == .volumes && finished != .stopped {
             // Volumes are read through libvirt only once QEMU has let go of them.
             domain.destroy()
@@ -158,19 +206,22 @@ public struct GuestLauncher: Sendable {
 
     /// Puts kernel, initramfs and empty channel files where the domain's paths point;
     /// returns what removes them.
-    func stage(_ spec: DomainSpec, kernel: URL, initramfs: Data) throws -> @Sendable () -> Void {
+    func stage(_ spec: DomainSpec, kernel: URL, initramfs: Data, lifetimeSeconds: Int) throws -> @Sendable () -> Void {
+        let lifetime = Data("\(lifetimeSeconds)\n".utf8)
         switch staging {
         case .files:
             let folder = URL(fileURLWithPath: spec.kernel).deletingLastPathComponent()
-            try prepareStage(folder, spec: spec, kernel: kernel, initramfs: initramfs)
+            try prepareStage(folder, spec: spec, kernel: kernel, initramfs: initramfs, lifetime: lifetime)
             return { try? FileManager.default.removeItem(at: folder) }
         case .volumes:
-            let names = [spec.kernel, spec.initrd, spec.consolePath, spec.resultPath].map { URL(fileURLWithPath: $0).lastPathComponent }
+            let lifetimePath = String(spec.kernel.dropLast("kernel".count)) + "lifetime"
+            let names = [spec.kernel, spec.initrd, spec.consolePath, spec.resultPath, lifetimePath]
+                .map { URL(fileURLWithPath: $0).lastPathComponent }
             guard let kernelData = try? Data(contentsOf: kernel) else {
                 throw ShootdownError.io(path: kernel.path, message: "cannot read the kernel to upload it")
             }
             // libvirt opens file chardevs itself and passes QEMU the descriptor: 0644 is enough.
-            for (name, data) in zip(names, [kernelData, initramfs, Data(), Data()]) {
+            for (name, data) in zip(names, [kernelData, initramfs, Data(), Data(), lifetime]) {
                 try connection.uploadVolume(name: name, data: data, mode: "0644")
             }
             let connection = connection
@@ -218,27 +269,57 @@ public struct GuestLauncher: Sendable {
 
     /// Under qemu:///system QEMU runs as libvirt-qemu: the stage directory must be
     /// traversable and its files readable (and the channel files writable) by others.
-    private func prepareStage(_ stage: URL, spec: DomainSpec, kernel: URL, initramfs: Data) throws {
+    func prepareStage(_ stage: URL, spec: DomainSpec, kernel: URL, initramfs: Data, lifetime: Data) throws {
         let fileManager = FileManager.default
         try? fileManager.removeItem(at: stage)
         try fileManager.makeDirectory(stage.deletingLastPathComponent(), mode: 0o755)
         try fileManager.makeDirectory(stage, mode: 0o755)
-        let kernelCopy = URL(fileURLWithPath: spec.kernel)
-        // A hard link costs nothing; across file systems fall back to a copy.
-        if link(kernel.path, kernelCopy.path) != 0 {
-            do {
-                try fileManager.copyItem(at: kernel, to: kernelCopy)
-            } catch {
-                throw ShootdownError.io(path: kernel.path, message: "cannot stage the kernel: \(error.localizedDescription)")
-            }
-        }
-        chmod(kernelCopy.path, 0o644)
+        // First, so a run killed while staging still leaves a folder the next run removes.
+        try writeAtomically(try JSONEncoder().encode(spec.owner ?? .current), to: stage.appendingPathComponent(StaleGuests.ownerFile))
+        try writeAtomically(lifetime, to: stage.appendingPathComponent("lifetime"))
+        try Self.stageKernel(kernel, at: URL(fileURLWithPath: spec.kernel), ownCache: context.paths.cache)
         try writeAtomically(initramfs, to: URL(fileURLWithPath: spec.initrd))
         chmod(spec.initrd, 0o644)
         for path in [spec.consolePath, spec.resultPath] {
             guard fileManager.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o666]) else {
                 throw ShootdownError.io(path: path, message: "cannot create the guest's channel file")
             }
+        }
+    }
+}
+
+extension GuestLauncher {
+    /// The kernel where the domain reads it. A hard link shares the inode, so its mode
+    /// (and the owner libvirt's DAC driver sets while the guest runs) would be the
+    /// original's: only shootdown's own cache, already world-readable, is linked (free,
+    /// and immune to the cache entry being replaced meanwhile). Anything else, a user's
+    /// `file:` kernel or a build folder, is copied (measured: 30 ms for a 12 MiB x86
+    /// bzImage, 120 ms for a 44 MiB arm64 Image, against boots of seconds). The copy is
+    /// 0644 when the original is world-readable; otherwise 0640 in QEMU's group (kvm), so
+    /// a private kernel stays private.
+    static func stageKernel(_ kernel: URL, at destination: URL, ownCache: URL? = nil) throws {
+        var source = stat()
+        guard stat(kernel.path, &source) == 0 else {
+            throw ShootdownError.io(path: kernel.path, message: "cannot stage the kernel: \(String(cString: strerror(errno)))")
+        }
+        try? FileManager.default.removeItem(at: destination)
+        let worldReadable = source.st_mode & S_IROTH != 0
+        if let ownCache, worldReadable, kernel.standardizedFileURL.path.hasPrefix(ownCache.standardizedFileURL.path + "/"),
+           link(kernel.path, destination.path) == 0 {
+            return
+        }
+        do {
+            try FileManager.default.copyItem(at: kernel, to: destination)
+        } catch {
+            throw ShootdownError.io(path: kernel.path, message: "cannot stage the kernel: \(error.localizedDescription)")
+        }
+        if worldReadable {
+            chmod(destination.path, 0o644)
+        } else if let group = getgrnam("kvm") {
+            chown(destination.path, getuid(), group.pointee.gr_gid)
+            chmod(destination.path, 0o640)
+        } else {
+            chmod(destination.path, 0o644)
         }
     }
 }
@@ -263,15 +344,20 @@ func fileTail(_ path: String, bytes: Int = 4096) -> Data {
 final class Teardowns: @unchecked Sendable {
     private let group = DispatchGroup()
     private let queue = DispatchQueue(label: "shootdown.teardown", attributes: .concurrent)
+    private let registry: ActiveDomains
+
+    init(registry: ActiveDomains) {
+        self.registry = registry
+    }
 
     func remove(_ domain: LibvirtDomain, cleanup: @escaping @Sendable () -> Void) {
         group.enter()
-        queue.async { [group] in
+        queue.async { [group, registry] in
             domain.destroy()
             // Registered until libvirt has removed it: an interruption meanwhile waits for it.
             let deadline = Date().addingTimeInterval(60)
             while domain.exists && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            ActiveDomains.shared.unregister(domain)
+            registry.unregister(domain)
             cleanup()
             group.leave()
         }

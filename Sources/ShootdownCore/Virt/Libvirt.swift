@@ -8,19 +8,81 @@ public final class LibvirtConnection: @unchecked Sendable {
     private let lock = NSLock()
     public let uri: String
 
-    private static let silenceDefaultErrorPrinter: Void = {
+    private static let setUp: Void = {
         // libvirt prints every error to stderr by default; we report them ourselves.
         virSetErrorFunc(nil) { _, _ in }
+        // Keepalive needs an event loop; without one a hung daemon blocks every call forever.
+        if virEventRegisterDefaultImpl() == 0 {
+            let thread = Thread {
+                while true { _ = virEventRunDefaultImpl() }
+            }
+            thread.name = "libvirt-events"
+            thread.start()
+        }
     }()
 
-    public init(uri: String) throws {
-        _ = Self.silenceDefaultErrorPrinter
-        guard let handle = virConnectOpen(uri) else {
+    /// How long opening a connection may take: a daemon that accepts but never answers
+    /// (hung, or stopping) would otherwise block the run before it starts.
+    public static let openTimeout: Duration = .seconds(15)
+    /// Keepalive: a connection whose daemon misses this many 5 s probes is closed, and the
+    /// call waiting on it fails instead of blocking forever.
+    static let keepAlive = (interval: Int32(5), count: UInt32(3))
+
+    public init(uri: String, timeout: Duration = LibvirtConnection.openTimeout) throws {
+        _ = Self.setUp
+        let opened = Self.open(uri, timeout: timeout)
+        guard let handle = opened.handle else {
             throw ShootdownError.libvirt(operation: "connect to \(uri)",
-                                         message: Self.lastError() + " (is libvirtd running? sudo ci/setup-host starts it)")
+                                         message: opened.error + " (is libvirtd running? sudo ci/setup-host starts it)")
         }
+        _ = virConnectSetKeepAlive(handle, Self.keepAlive.interval, Self.keepAlive.count)
         self.handle = handle
         self.uri = uri
+    }
+
+    /// virConnectOpen on its own thread, bounded: a late success is closed again.
+    private static func open(_ uri: String, timeout: Duration) -> (handle: OpaquePointer?, error: String) {
+        final class Box: @unchecked Sendable {
+            let lock = NSLock()
+            var handle: OpaquePointer?
+            var error = ""
+            var abandoned = false
+        }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            let handle = virConnectOpen(uri)
+            let error = handle == nil ? lastError() : ""
+            let keep = box.lock.withLock { () -> Bool in
+                box.handle = handle
+                box.error = error
+                return !box.abandoned
+            }
+            if !keep, let handle { virConnectClose(handle) }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + timeout.timeInterval) == .timedOut {
+            let late = box.lock.withLock { () -> OpaquePointer? in
+                box.abandoned = true
+                return box.handle
+            }
+            if let late { return (late, "") }
+            return (nil, "no answer within \(Int(timeout.seconds)) s (libvirtd hung or stopping?)")
+        }
+        return box.lock.withLock { (box.handle, box.error) }
+    }
+
+    /// False once the daemon went away (stopped, or missed its keepalives).
+    public var isAlive: Bool {
+        locked { virConnectIsAlive(handle) == 1 }
+    }
+
+    /// Throws the run-stopping error when the daemon went away: every guest call after
+    /// that fails, and its failures must not be recorded as the guest's.
+    func checkAlive() throws {
+        guard isAlive else {
+            throw ShootdownError.libvirt(operation: "connection to \(uri)",
+                                         message: "lost: libvirtd stopped or stopped answering; start it again (sudo ci/setup-host)")
+        }
     }
 
     deinit {
@@ -77,6 +139,19 @@ public final class LibvirtConnection: @unchecked Sendable {
             defer { virDomainFree(domain) }
             if virDomainIsActive(domain) == 1 { _ = virDomainDestroy(domain) }
             return true
+        }
+    }
+
+    /// The owner a domain's metadata names, if it names one.
+    func owner(ofDomain name: String) -> GuestOwner? {
+        locked {
+            guard let domain = virDomainLookupByName(handle, name) else { return nil }
+            defer { virDomainFree(domain) }
+            guard let xml = virDomainGetMetadata(domain, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), GuestOwner.namespace, 0) else {
+                return nil
+            }
+            defer { free(xml) }
+            return GuestOwner(element: String(cString: xml))
         }
     }
 
