@@ -138,8 +138,9 @@ import Testing
         }
         let elapsed = clock.now - started
         print("hostile corpus: \(corpus.count) streams (\(corpus.filter(\.mustNotPass).count) must not pass) through collect → judge in \(elapsed); \(byStatus.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))")
+        // Its time is a figure (docs/reliability.md), not an assertion: a loaded CI host
+        // must not turn speed into a failure.
         #expect(corpus.count >= 10_000)
-        #expect(elapsed < .seconds(60))
         // The unmutated fixtures pass: a corpus where everything fails would prove nothing.
         #expect(byStatus[.pass, default: 0] > 0)
     }
