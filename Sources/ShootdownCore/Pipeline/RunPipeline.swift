@@ -318,13 +318,12 @@ public struct RunPipeline: Sendable {
         artifacts.initramfs = archive
         artifacts.initramfsListing = image.listing
         artifacts.reproducer = Reproducer.script(cell: cell, spec: spec, libvirtURI: context.libvirtURI)
-        let result = CellResult(cell: cell.descriptor, status: verdict.status, reason: verdict.reason,
+        var result = CellResult(cell: cell.descriptor, status: verdict.status, reason: verdict.reason,
                                 checks: verdict.checks, counters: verdict.counters, metrics: verdict.metrics,
                                 splats: verdict.splats, guest: verdict.guest, timings: verdict.timings,
                                 consoleTail: verdict.consoleTail, repeatIndex: cell.repeatIndex)
-        var judged = result
-        judged.widening = verdict.widening
-        return (judged, artifacts)
+        result.widening = verdict.widening
+        return (result, artifacts)
     }
 
     /// What the cell's guest is asked to widen, and whether it can.
@@ -340,7 +339,6 @@ extension RunPipeline {
     /// The id of the cell's test program in the guest plan and its records.
     static let programID = "test"
 
-    /// The cell's initramfs: agent, plan, test program, and the kernel's modules.
     /// The initramfs: agent, plan, test program, the kernel's channel modules and, where the
     /// test widens and a module was built for this kernel, the widening module.
     func guestImage(_ cell: Cell, test: RenderedTest, assets: ArchAssets, widening: WideningRequest? = nil) throws -> GuestImage {
