@@ -22,6 +22,15 @@ import Testing
         #expect(rendered.source.hasPrefix("// SPDX-License-Identifier: GPL-2.0"))
     }
 
+    /// The race test's other pin method and unshare path: their own references.
+    @Test(arguments: [("gup-fast-unshare-race", "pin=iouring", "gup-fast-unshare-race-iouring.c"),
+                      ("gup-fast-unshare-race", "unshare=mprotect", "gup-fast-unshare-race-mprotect.c")])
+    func variantRenderingsMatchGolden(name: String, override: String, golden: String) throws {
+        let template = try Self.catalog.template(named: name)
+        let instance = try #require(try template.instances(overrides: [override]).first)
+        GoldenFile.check(try TemplateRenderer.render(template, instance).source, golden)
+    }
+
     @Test func poolSizeFollowsTheParameters() throws {
         let template = try Self.catalog.template(named: Self.forkExit)
         #expect(try TemplateRenderer.render(template, template.defaultInstance).hugepages == 2 * 8 + 8)

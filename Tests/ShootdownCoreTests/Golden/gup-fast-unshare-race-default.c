@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/io_uring.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,6 +51,8 @@
 #define ROUND_MS 2000L     /* how long a round's walkers may run at most */
 #define UNSHARE_MUNMAP 1
 #define UNSHARE_NAME "munmap"
+#define PIN_IOURING 0              /* vmsplice into a pipe: get_user_pages_fast */
+#define PIN_NAME "vmsplice"
 #define FAULT_CANARY 0
 
 #define HPAGE (2UL << 20)
@@ -154,6 +157,7 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+
 /* What the owner wrote at word w of the 4 KiB page at area offset off in round r. */
 static uint64_t expected_word(int round, unsigned long off, unsigned long w)
 {
@@ -204,10 +208,60 @@ static void verify_span(const uint64_t *data, size_t len)
 	}
 }
 
+/* A GUP-fast call's interval against the unshare's: in flight when it began, and after the reuse. */
+static void account_call(int64_t start, int64_t end)
+{
+	int64_t unshare = atomic_load(&state->unshare_start_ns);
+
+	atomic_fetch_add(&state->calls, 1);
+	if (unshare && start < unshare && end > unshare) {
+		atomic_fetch_add(&state->overlaps, 1);
+		int64_t reused = atomic_load(&state->reuse_end_ns);
+		if (reused && end > reused)
+			atomic_fetch_add(&state->spans, 1);
+	}
+}
+
+#if PIN_IOURING
+/*
+ * One walker: register the span as an io_uring fixed buffer (pin_user_pages_fast over
+ * both PMD entries), copy what was pinned to a scratch memfd with WRITE_FIXED, read it
+ * back and verify, unregister; until the span is no longer mapped or the round ends.
+ */
+static void *walker(void *arg)
+{
+	static __thread uint64_t buf[SPAN / 8];
+	struct ring ring = { .fd = -1 };
+	int scratch = (int)syscall(SYS_memfd_create, "race-scratch", 0);
+
+	(void)arg;
+	prctl(PR_SET_NAME, WALKER_COMM);
+	if (scratch < 0 || ring_setup(&ring, 4))
+		return NULL;
+	while (!atomic_load(&state->stop)) {
+		struct iovec iov = { .iov_base = area + SPAN_OFF, .iov_len = SPAN };
+		int64_t start = now_ns();
+
+		atomic_fetch_add(&state->walkers_in_call, 1);
+		long rc = syscall(__NR_io_uring_register, ring.fd, IORING_REGISTER_BUFFERS, &iov, 1);
+		int64_t end = now_ns();
+		if (rc)
+			break; /* EFAULT: the sharer no longer maps the span */
+		account_call(start, end);
+		int n = ring_fixed(&ring, IORING_OP_WRITE_FIXED, scratch, area + SPAN_OFF, (unsigned)SPAN, 0, 0);
+		if (n > 0 && pread(scratch, buf, (size_t)n, 0) == n)
+			verify_span(buf, (size_t)n);
+		syscall(__NR_io_uring_register, ring.fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+	}
+	close(ring.fd);
+	close(scratch);
+	return NULL;
+}
+#else
 /*
  * One walker: vmsplice the span into a pipe (get_user_pages_fast over both PMD
  * entries), read it back, verify, until the span is no longer mapped or the round
- * ends. Each call's interval is compared with the unshare's.
+ * ends.
  */
 static void *walker(void *arg)
 {
@@ -229,14 +283,7 @@ static void *walker(void *arg)
 		int64_t end = now_ns();
 		if (n <= 0)
 			break; /* EFAULT: the sharer no longer maps the span */
-		atomic_fetch_add(&state->calls, 1);
-		int64_t us = atomic_load(&state->unshare_start_ns);
-		if (us && start < us && end > us) {
-			atomic_fetch_add(&state->overlaps, 1);
-			int64_t reused = atomic_load(&state->reuse_end_ns);
-			if (reused && end > reused)
-				atomic_fetch_add(&state->spans, 1);
-		}
+		account_call(start, end);
 		while (got < n) {
 			ssize_t r = read(fds[0], (char *)buf + got, (size_t)(n - got));
 			if (r <= 0)
@@ -249,6 +296,7 @@ static void *walker(void *arg)
 	close(fds[1]);
 	return NULL;
 }
+#endif
 
 static long minor_faults(void)
 {
@@ -355,13 +403,19 @@ int main(void)
 	printf("TAP version 13\n");
 	if (read_pool("free_hugepages") < 2)
 		tap_skip_all("needs 2 free 2 MiB hugetlb pages");
+#if PIN_IOURING
+	struct ring probe = { .fd = -1 };
+	if (ring_setup(&probe, 4))
+		tap_skip_all("io_uring is not available (io_uring_setup failed)");
+	close(probe.fd);
+#endif
 	free0 = read_pool("free_hugepages");
 	resv0 = read_pool("resv_hugepages");
 	state = mmap(NULL, sizeof(*state), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (state == MAP_FAILED)
 		tap_bail("mmap state");
-	printf("# %d rounds, %d walker(s), unshare by %s, widening %ld us per GUP-fast page\n",
-	       ROUNDS, WALKERS, UNSHARE_NAME, WIDEN_US);
+	printf("# %d rounds, %d walker(s) pinning by %s, unshare by %s, widening %ld us per GUP-fast page\n",
+	       ROUNDS, WALKERS, PIN_NAME, UNSHARE_NAME, WIDEN_US);
 
 	for (round_index = 0; round_index < ROUNDS; round_index++) {
 		int fd = (int)syscall(SYS_memfd_create, "gup-fast-unshare-race", MFD_HUGETLB | MFD_HUGE_2MB);

@@ -380,6 +380,7 @@ fail:
 /* ----------------------------------------------------------- io_uring */
 
 #if PIN_IOURING
+/* Shared by shootdown's templates (Templates/_common/iouring.c.mustache): A minimal io_uring client on raw syscalls: a ring, and one fixed-buffer read or write at a time. */
 struct ring {
 	int fd;
 	unsigned *sq_tail, *sq_mask, *sq_array;
@@ -388,10 +389,8 @@ struct ring {
 	struct io_uring_cqe *cqes;
 };
 
-static struct ring ring = { .fd = -1 };
-
-/* Sets up a small ring with raw syscalls; returns 0 or -errno. */
-static int ring_setup(void)
+/* Sets up a ring of `entries`; returns 0 or -errno. */
+static int ring_setup(struct ring *r, unsigned entries)
 {
 	struct io_uring_params p;
 	size_t sq_len, cq_len;
@@ -400,7 +399,7 @@ static int ring_setup(void)
 	int fd;
 
 	memset(&p, 0, sizeof(p));
-	fd = (int)syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
+	fd = (int)syscall(__NR_io_uring_setup, entries, &p);
 	if (fd < 0)
 		return -errno;
 	sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
@@ -425,49 +424,60 @@ static int ring_setup(void)
 		    MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
 	if (sqes == MAP_FAILED)
 		return -errno;
-	ring.fd = fd;
-	ring.sq_tail = (unsigned *)(sq + p.sq_off.tail);
-	ring.sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
-	ring.sq_array = (unsigned *)(sq + p.sq_off.array);
-	ring.cq_head = (unsigned *)(cq + p.cq_off.head);
-	ring.cq_tail = (unsigned *)(cq + p.cq_off.tail);
-	ring.cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
-	ring.cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
-	ring.sqes = sqes;
+	r->fd = fd;
+	r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+	r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+	r->sq_array = (unsigned *)(sq + p.sq_off.array);
+	r->cq_head = (unsigned *)(cq + p.cq_off.head);
+	r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+	r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+	r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+	r->sqes = sqes;
 	return 0;
 }
+
+/*
+ * One IORING_OP_READ_FIXED (file at `off` into registered buffer `index` at `addr`) or
+ * IORING_OP_WRITE_FIXED (the buffer to the file), waited for; the CQE's res or -errno.
+ */
+static int ring_fixed(struct ring *r, int opcode, int fd, void *addr, unsigned len, uint64_t off, unsigned index)
+{
+	unsigned tail = *r->sq_tail, slot = tail & *r->sq_mask, head;
+	struct io_uring_sqe *sqe = &r->sqes[slot];
+	int res;
+
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = (uint8_t)opcode;
+	sqe->fd = fd;
+	sqe->off = off;
+	sqe->addr = (uint64_t)(uintptr_t)addr;
+	sqe->len = len;
+	sqe->buf_index = (uint16_t)index;
+	sqe->user_data = index;
+	r->sq_array[slot] = slot;
+	__atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+	do
+		res = (int)syscall(__NR_io_uring_enter, r->fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+	while (res < 0 && errno == EINTR);
+	if (res < 0)
+		return -errno;
+	head = *r->cq_head;
+	while (head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE)) {
+		res = (int)syscall(__NR_io_uring_enter, r->fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+		if (res < 0 && errno != EINTR)
+			return -errno;
+	}
+	res = r->cqes[head & *r->cq_mask].res;
+	__atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
+	return res;
+}
+
+static struct ring ring = { .fd = -1 };
 
 /* One IORING_OP_READ_FIXED from srcfd into registered buffer `index`; the CQE's res. */
 static int ring_read_fixed(unsigned index, void *dst, unsigned len, uint64_t src_off)
 {
-	unsigned tail = *ring.sq_tail, slot = tail & *ring.sq_mask, head;
-	struct io_uring_sqe *sqe = &ring.sqes[slot];
-	int res;
-
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_READ_FIXED;
-	sqe->fd = srcfd;
-	sqe->off = src_off;
-	sqe->addr = (uint64_t)(uintptr_t)dst;
-	sqe->len = len;
-	sqe->buf_index = (uint16_t)index;
-	sqe->user_data = index;
-	ring.sq_array[slot] = slot;
-	__atomic_store_n(ring.sq_tail, tail + 1, __ATOMIC_RELEASE);
-	do
-		res = (int)syscall(__NR_io_uring_enter, ring.fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
-	while (res < 0 && errno == EINTR);
-	if (res < 0)
-		return -errno;
-	head = *ring.cq_head;
-	while (head == __atomic_load_n(ring.cq_tail, __ATOMIC_ACQUIRE)) {
-		res = (int)syscall(__NR_io_uring_enter, ring.fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
-		if (res < 0 && errno != EINTR)
-			return -errno;
-	}
-	res = ring.cqes[head & *ring.cq_mask].res;
-	__atomic_store_n(ring.cq_head, head + 1, __ATOMIC_RELEASE);
-	return res;
+	return ring_fixed(&ring, IORING_OP_READ_FIXED, srcfd, dst, len, src_off, index);
 }
 #endif
 
@@ -854,7 +864,7 @@ static void setup(void)
 		tap_bail("ftruncate of the hugetlb memfd");
 	map_area();
 #if PIN_IOURING
-	int err = ring_setup();
+	int err = ring_setup(&ring, RING_ENTRIES);
 
 	if (err == -ENOSYS || err == -EPERM)
 		tap_skip_all("io_uring is not available (io_uring_setup: ENOSYS/EPERM)");
