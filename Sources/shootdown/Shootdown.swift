@@ -36,6 +36,9 @@ struct GlobalOptions: ParsableArguments {
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
+    } catch _ where ActiveDomains.shared.interruptingSignal != nil {
+        // A command the stop signal killed: the handler exits 128 + signal once guests are gone.
+        ActiveDomains.shared.awaitInterruption(ActiveDomains.shared.interruptingSignal!)
     } catch let error as ShootdownError {
         throw ValidationOrRuntimeError(message: error.description)
     } catch let error as RunStopped {

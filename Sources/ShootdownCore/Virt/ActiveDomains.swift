@@ -91,6 +91,10 @@ public final class ActiveDomains: @unchecked Sendable {
     public func interrupt(signal: Int32) {
         // A domain libvirt is creating right now is not registered yet.
         stopStarting(signal: signal)
+        // Commands run in their own process groups, out of the terminal's reach: a build's
+        // make and compilers are stopped here (after the interruption is marked, so the run
+        // that sees its command die knows why).
+        if self === ActiveDomains.shared { ProcessRunner.terminateRunning() }
         destroyAll()
         lock.withLock { Array(cleanups.values) }.forEach { $0() }
     }
@@ -110,9 +114,6 @@ public final class ActiveDomains: @unchecked Sendable {
                 let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
                 source.setEventHandler { [weak self] in
                     writeToStandardError("\ninterrupted (\(Self.signalName(signalNumber))): destroying running guests\n")
-                    // Commands run in their own process groups, out of the terminal's reach:
-                    // a build's make and its compilers are stopped here, not by the tty.
-                    ProcessRunner.terminateRunning()
                     self?.interrupt(signal: signalNumber)
                     exit(128 + signalNumber)
                 }
