@@ -43,14 +43,16 @@ public struct WideningModuleBuilder: Sendable {
         }
     }
 
+    /// Images/widen's files, read once: hashed for the cache key, written to each build.
     struct ModuleSource {
-        var directory: URL
+        var files: [(name: String, data: Data)]
         var hash: String
     }
 
     func moduleSource() throws -> ModuleSource {
         let directory = context.paths.resources.appendingPathComponent("Images/widen")
         var hash = ContentHash()
+        var files: [(name: String, data: Data)] = []
         for name in ["Kbuild", "shootdown_widen.c"] {
             let url = directory.appendingPathComponent(name)
             guard let data = FileManager.default.contents(atPath: url.path) else {
@@ -58,15 +60,16 @@ public struct WideningModuleBuilder: Sendable {
             }
             hash.update(name)
             hash.update(data)
+            files.append((name, data))
         }
-        return ModuleSource(directory: directory, hash: hash.hex)
+        return ModuleSource(files: files, hash: hash.hex)
     }
 
     /// A kept build folder of a source-built kernel (`make O=…`): its Makefile knows the
     /// source tree, and Module.symvers comes from the `modules` step of the build.
     func buildAgainst(kernelBuild: URL, kernel: KernelImage, source: ModuleSource) throws -> URL {
         let key = ContentHash.of(kernel.kernel.path, kernel.version, source.hash)
-        return try cached(key: "built-\(key.prefix(16))", arch: kernel.arch) { work in
+        return try cached(key: "built-\(key.prefix(16))", arch: kernel.arch, source: source) { work in
             var variables = ["-C", kernelBuild.path, "M=\(work.path)"]
             if kernel.arch == .aarch64 { variables += ["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"] }
             return variables
@@ -77,7 +80,8 @@ public struct WideningModuleBuilder: Sendable {
     /// kbuild package's host tools (arm64 headers point at arm64 tools otherwise).
     func buildAgainstHeaders(_ package: DebianKernelPackage, kernel: KernelImage, source: ModuleSource) throws -> URL {
         let headers = try unpackHeaders(package)
-        return try cached(key: "debian-\(package.name)_\(package.debianVersion)-\(source.hash.prefix(12))", arch: kernel.arch) { work in
+        return try cached(key: "debian-\(package.name)_\(package.debianVersion)-\(source.hash.prefix(12))", arch: kernel.arch,
+                          source: source) { work in
             // Module BTF needs pahole and serves only BPF: leave it out.
             ["-C", headers.path, "M=\(work.path)", "CONFIG_DEBUG_INFO_BTF_MODULES="]
         }
@@ -85,16 +89,15 @@ public struct WideningModuleBuilder: Sendable {
 
     /// Builds into a private folder and moves the .ko into place, so two runs building
     /// the same module never see each other's half-written file.
-    func cached(key: String, arch: Arch, arguments: (URL) -> [String]) throws -> URL {
+    func cached(key: String, arch: Arch, source: ModuleSource, arguments: (URL) -> [String]) throws -> URL {
         let directory = context.paths.cache.appendingPathComponent("widen/\(key)")
         let module = directory.appendingPathComponent("shootdown_widen.ko")
         if FileManager.default.fileExists(atPath: module.path) { return module }
         let work = context.paths.cache.appendingPathComponent("widen/.build-\(UUID().uuidString)")
         try FileManager.default.makeDirectory(work)
         defer { try? FileManager.default.removeItem(at: work) }
-        for name in ["Kbuild", "shootdown_widen.c"] {
-            try FileManager.default.copyItem(at: context.paths.resources.appendingPathComponent("Images/widen/\(name)"),
-                                             to: work.appendingPathComponent(name))
+        for file in source.files {
+            try file.data.write(to: work.appendingPathComponent(file.name))
         }
         let make = Command("make", arguments(work) + ["modules"])
         let output = try context.runner.run(make, timeout: .seconds(600))
