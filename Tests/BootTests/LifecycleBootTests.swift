@@ -93,10 +93,17 @@ import Testing
         let prefix = "shootdown-\(runID)"
         let leftDomains = try Self.domains(prefix), leftFolders = Self.stageFolders(prefix)
         #expect(!leftFolders.isEmpty, "SIGKILL left no stage folder: the test did not kill mid-cell")
+        // An orphaned guest still finishes its test and powers off, and a transient domain
+        // then vanishes by itself; paused, it waits for the sweep (CI lost that race once).
+        let uri = try BootTests.context().libvirtURI
+        for domain in leftDomains {
+            _ = try? ProcessRunner().run(Command("virsh", ["-c", uri, "suspend", domain]), timeout: .seconds(30))
+        }
+        let pausedDomains = try Self.domains(prefix).filter(leftDomains.contains)
 
         let resumed = try Self.resume(launched, arguments)
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        for domain in leftDomains {
+        for domain in pausedDomains {
             #expect(resumed.stderr.contains("destroyed stale guest \(domain)"), "\(resumed.stderr)")
         }
         #expect(resumed.stderr.contains("removed stale stage folder"), "\(resumed.stderr)")
