@@ -56,7 +56,6 @@
 #define COLLAPSE_TRIES 8         /* MADV_COLLAPSE calls per round while pinners run */
 #define MAX_DIAG 10              /* mismatch lines printed in all */
 #define CORRUPT_OFF (PAGE + 17)  /* byte fault=corrupt overwrites (PMD 0, page 1) */
-#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
 #define SEED 0x6d6164762d636f6cULL
 
 _Static_assert(PMDS >= 1 && THREADS >= 0 && ROUNDS >= 1, "bad parameters");
@@ -160,6 +159,9 @@ static void write_page(unsigned long page)
 }
 
 /* ------------------------------------------------------- THP sysfs */
+
+/* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, and one-number sysfs reads. */
+#define THP_DIR "/sys/kernel/mm/transparent_hugepage"
 
 struct knob {
 	const char *path;
