@@ -22,10 +22,13 @@ import Testing
         #expect(sync.count >= 1, "the sync never ran inside a widened window: \(sync)")
     }
 
-    /// x86_64 Debian: the module builds against the headers packages, for the exact release.
-    @Test func moduleBuildsAgainstDebianHeaders() throws {
+    /// The module builds against Debian's headers packages, for the exact release: the
+    /// newest amd64, and 6.1's arm64, whose headers take the cross compiler from dpkg's
+    /// host type unless shootdown names it.
+    @Test(arguments: [(nil, Arch.x86_64), ("6.1.192", Arch.aarch64)])
+    func moduleBuildsAgainstDebianHeaders(version: String?, arch: Arch) throws {
         let context = BootTests.context()
-        let kernel = try KernelResolver(context: context).resolve(.debian(version: nil), arch: .x86_64)
+        let kernel = try KernelResolver(context: context).resolve(.debian(version: version), arch: arch)
         let module = try #require(WideningModuleBuilder(context: context).module(for: kernel).module)
         let text = String(decoding: try Data(contentsOf: module), as: UTF8.self)
         let release = try #require(kernel.kernel.lastPathComponent.split(separator: "-", maxSplits: 1).last)

@@ -83,7 +83,13 @@ public struct WideningModuleBuilder: Sendable {
         return try cached(key: "debian-\(package.name)_\(package.debianVersion)-\(source.hash.prefix(12))", arch: kernel.arch,
                           source: source) { work in
             // Module BTF needs pahole and serves only BPF: leave it out.
-            ["-C", headers.path, "M=\(work.path)", "CONFIG_DEBUG_INFO_BTF_MODULES="]
+            var variables = ["-C", headers.path, "M=\(work.path)", "CONFIG_DEBUG_INFO_BTF_MODULES="]
+            // 6.1's .kernelvariables derive an override of CROSS_COMPILE from dpkg's host
+            // type, which only a Debian package build defines; 6.12's set it outright.
+            if kernel.arch == .aarch64 {
+                variables += ["CROSS_COMPILE=aarch64-linux-gnu-", "DEB_HOST_ARCH=arm64", "DEB_HOST_GNU_TYPE=aarch64-linux-gnu"]
+            }
+            return variables
         }
     }
 
