@@ -44,9 +44,10 @@ import Testing
         let tests = [TestSelection(name: "madv-collapse", parameters: ["pmds=2", "threads=1"]),
                      TestSelection(name: "gup-pin-unshare", parameters: ["iterations=2", "gib=1"]),
                      TestSelection(name: "madv-collapse", parameters: ["pmds=2", "threads=0", "memory=shmem"]),
-                     TestSelection(name: "gup-fast-unshare-race", parameters: ["rounds=2", "widen_us=5000"])]
+                     TestSelection(name: "gup-fast-unshare-race", parameters: ["rounds=2", "widen_us=5000"]),
+                     TestSelection(name: "collapse-gup-fast-race", parameters: ["rounds=2", "widen_us=5000"])]
         let results = try Self.run(RunRequest(tests: tests, timeoutSeconds: 240))
-        #expect(results.count == 8)
+        #expect(results.count == 10)
         for result in results {
             #expect(result.status == .pass, "\(result.cell.id): \(result.reason ?? "")")
             #expect((result.counters?.operations ?? 0) > 0, "\(result.cell.id): no operations reported")

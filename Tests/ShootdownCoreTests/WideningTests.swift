@@ -208,3 +208,42 @@ import Testing
         #expect((verdict.widening?.locations.first { $0.location == "gup_fast_folio_allowed" }?.count ?? 0) > 0)
     }
 }
+
+/// Real boots of collapse-gup-fast-race on linux-source-6.12 built for arm64 by
+/// ci/prove-gup-fast-race: the stock kernel, and the one without the collapse sync.
+@Suite struct CollapseRaceCaptureTests {
+    static func fixture(_ path: String) throws -> Data {
+        try Data(contentsOf: Repository.root.appendingPathComponent("Tests/ShootdownCoreTests/Fixtures/\(path)"))
+    }
+
+    static func verdict(records: String, console: String = "") throws -> Verdict {
+        let template = try TemplateCatalog(resources: Repository.root).template(named: "collapse-gup-fast-race")
+        let rendered = try TemplateRenderer.render(template, template.defaultInstance)
+        var input = VerdictBuilder.Input(testID: "test", operation: rendered.operation, probes: rendered.probes,
+                                         probeChecks: rendered.probeChecks, console: console,
+                                         records: GuestRecords.parse(try fixture("records/\(records)")),
+                                         timedOut: false, startError: nil, wall: .seconds(10), timeoutSeconds: 300)
+        input.widening = WideningRequest(plan: try #require(rendered.widening), availability: .module)
+        input.evidence = rendered.evidence
+        return VerdictBuilder.judge(input)
+    }
+
+    /// The sync makes every collapse wait for the widened walker: PASS, one sync per collapse.
+    @Test func theStockKernelPassesWithTheRaceExercised() throws {
+        let verdict = try Self.verdict(records: "aarch64-6.12.118-collapse-race-widened.jsonl")
+        #expect(verdict.status == .pass, "\(verdict.reason ?? "")")
+        #expect(verdict.metrics["ops"] == "20")
+        #expect(verdict.metrics["overlaps"] == "20")
+        #expect(verdict.metrics["refill_pages_seen"] == "0")
+        #expect(verdict.widening?.locations.first { $0.location == "tlb_remove_table_sync_one" }?.count == 19)
+    }
+
+    /// Without the sync the walker dereferences a fake PTE and the guest panics mid-test:
+    /// a FAIL that names the splat, not an ERROR for the missing test result.
+    @Test func theKernelWithoutTheSyncFailsOnTheOops() throws {
+        let console = String(decoding: try Self.fixture("console/aarch64-6.12.118-no-collapse-sync-gup-fast-oops.log"), as: UTF8.self)
+        let verdict = try Self.verdict(records: "aarch64-6.12.118-no-collapse-sync-collapse-race-widened.jsonl", console: console)
+        #expect(verdict.status == .fail)
+        #expect(verdict.reason?.contains("Unable to handle kernel paging request") == true, "\(verdict.reason ?? "")")
+    }
+}
