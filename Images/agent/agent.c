@@ -58,6 +58,9 @@
 #define DMESG_JSON_MAX (512u << 10)
 #define NAME_JSON_MAX 4096
 #define WIDEN_JSON_MAX (16u << 10) /* module stats: one sysfs page */
+/* The test's own copies around its measured loop (Templates/_common/window.c.mustache). */
+#define WINDOW_DIR "/shootdown/window"
+#define WINDOW_CAP (16u << 10)   /* raw and escaped: far above 8 vCPUs' /proc/interrupts */
 /* virtio-console adds ports and names them asynchronously after probe. */
 #define PORT_WAIT_MS 5000
 /* How long to read a finished test's pipe that something still holds open. */
@@ -849,6 +852,40 @@ struct snapshot {
 	struct hugepages hp;
 };
 
+/* The test's window marks: begin and end copies of /proc/interrupts and kprobe_profile. */
+static const char *const window_files[] = { "begin.interrupts", "end.interrupts", "begin.kprobes", "end.kprobes" };
+#define WINDOW_FILES (sizeof(window_files) / sizeof(window_files[0]))
+
+struct window {
+	struct buf text[WINDOW_FILES];
+	bool complete;  /* all four present and under WINDOW_CAP */
+};
+
+/* A test starts with no marks: a copy left by the previous test must not count for it. */
+static void window_reset(void)
+{
+	char path[128];
+
+	mkdir(WINDOW_DIR, 0755);
+	for (size_t i = 0; i < WINDOW_FILES; i++) {
+		snprintf(path, sizeof(path), WINDOW_DIR "/%s", window_files[i]);
+		unlink(path);
+	}
+}
+
+static void window_read(struct window *w)
+{
+	char path[128];
+
+	w->complete = true;
+	for (size_t i = 0; i < WINDOW_FILES; i++) {
+		snprintf(path, sizeof(path), WINDOW_DIR "/%s", window_files[i]);
+		/* One byte over the cap tells a cut copy from one that fits. */
+		if (!read_file(path, WINDOW_CAP + 1, &w->text[i]) || w->text[i].len > WINDOW_CAP)
+			w->complete = false;
+	}
+}
+
 struct result {
 	int exit_code, signal;
 	bool timed_out, truncated;
@@ -986,7 +1023,7 @@ static void run_test(const struct test *t, struct result *r)
 
 static void emit_test(const struct test *t, const struct result *r,
 		      const struct snapshot *before, const struct snapshot *after,
-		      const struct buf *kmsg)
+		      const struct window *window, const struct buf *kmsg)
 {
 	struct buf rec = { 0 };
 	bool cut;
@@ -1014,6 +1051,19 @@ static void emit_test(const struct test *t, const struct result *r,
 	json_hugepages(&rec, before->hp);
 	buf_str(&rec, ",\"hugepages_after\":");
 	json_hugepages(&rec, after->hp);
+	buf_str(&rec, ",\"window\":");
+	if (window->complete) {
+		static const char *const keys[] = { "interrupts_begin", "interrupts_end", "kprobes_begin", "kprobes_end" };
+		bool cut = false;
+
+		for (size_t i = 0; i < WINDOW_FILES; i++) {
+			buf_printf(&rec, "%s\"%s\":", i ? "," : "{", keys[i]);
+			cut |= json_str(&rec, window->text[i].p, window->text[i].len, WINDOW_CAP);
+		}
+		buf_printf(&rec, ",\"cut\":%s}", cut ? "true" : "false");
+	} else {
+		buf_str(&rec, "null");
+	}
 	buf_str(&rec, ",\"kmsg\":");
 	json_str(&rec, kmsg->p ? kmsg->p : "", kmsg->len, FIELD_JSON_MAX);
 	buf_str(&rec, "}");
@@ -1026,15 +1076,20 @@ static void run_tests(const struct plan *plan)
 	for (size_t i = 0; i < plan->ntests; i++) {
 		const struct test *t = &plan->tests[i];
 		struct snapshot before = { 0 }, after = { 0 };
+		struct window window = { 0 };
 		struct buf kmsg = { 0 };
 		struct result r;
 
 		agent_log(6, "test %s: start (timeout %lds)\n", t->id, t->timeout_s);
+		window_reset();
 		take_snapshot(&before);
 		run_test(t, &r);
 		take_snapshot(&after);
+		window_read(&window);
 		kmsg_drain(&kmsg, KMSG_CAP);
-		emit_test(t, &r, &before, &after, &kmsg);
+		emit_test(t, &r, &before, &after, &window, &kmsg);
+		for (size_t f = 0; f < WINDOW_FILES; f++)
+			buf_free(&window.text[f]);
 
 		buf_free(&before.interrupts);
 		buf_free(&before.kprobes);
