@@ -123,6 +123,49 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/* Shared by shootdown's templates (Templates/_common/window.c.mustache): marks of the measured phase, so per-op counters leave out the test's set-up and teardown. */
+/*
+ * The agent snapshots /proc/interrupts and the kprobe hit counts around the whole test
+ * program: fork, exec, set-up, the measured loop, teardown and exit. window_mark("begin")
+ * and window_mark("end") copy them around the loop alone, into files the agent sends
+ * with the test record (Images/agent/PROTOCOL.md); the host divides the window's counts
+ * by the operations and reports the rest as the fixed cost. Where WINDOW_DIR does not
+ * exist (the test run by hand, or from an exported selftest) the marks do nothing.
+ */
+#define WINDOW_DIR "/shootdown/window"
+
+static void window_copy(const char *from, const char *mark, const char *kind)
+{
+	char path[128], buf[16384];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), WINDOW_DIR "/%s.%s", mark, kind);
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return;
+	int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out >= 0) {
+		while ((n = read(in, buf, sizeof(buf))) > 0)
+			if (write(out, buf, (size_t)n) != n)
+				break;
+		close(out);
+	}
+	close(in);
+}
+
+/* The interrupt rows first at "begin" and last at "end", so the window holds the kprobe hits it counts. */
+static void window_mark(const char *mark)
+{
+	if (access(WINDOW_DIR, W_OK))
+		return;
+	bool begin = !strcmp(mark, "begin");
+	if (begin)
+		window_copy("/proc/interrupts", mark, "interrupts");
+	window_copy("/sys/kernel/tracing/kprobe_profile", mark, "kprobes");
+	if (!begin)
+		window_copy("/proc/interrupts", mark, "interrupts");
+}
+
 /* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, and one-number sysfs reads. */
 #define THP_DIR "/sys/kernel/mm/transparent_hugepage"
 
@@ -398,6 +441,7 @@ int main(void)
 	printf("# %d rounds, walker pinning by vmsplice on CPU %d, collapse on CPU %d, %d refill pages, widening %ld us per PTE-table walk\n",
 	       ROUNDS, WALKER_CPU, MAIN_CPU, REFILL_PAGES, WIDEN_US);
 
+	window_mark("begin");
 	for (round_index = 0; round_index < ROUNDS; round_index++) {
 		pthread_t thread;
 		int err = 0;
@@ -464,6 +508,7 @@ int main(void)
 		spans += state.span;
 	}
 	int64_t wall_ns = now_ns() - wall_start;
+	window_mark("end");
 
 	tap_result(1, not_huge == 0, "every MADV_COLLAPSE made the PMD huge (%ld of %d rounds did not%s%s)",
 		   not_huge, ROUNDS, last_err ? ", last: " : "", last_err ? strerror(last_err) : "");
