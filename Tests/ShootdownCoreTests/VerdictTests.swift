@@ -37,8 +37,8 @@ enum SyntheticGuest {
     }
 
     static func test(output: String = passingTAP, exit: Int = 0, signal: Int = 0, timedOut: Bool = false,
-                     freeAfter: Int = 24, kmsg: String = "") -> String {
-        json(["type": "test", "id": "test", "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
+                     freeAfter: Int = 24, kmsg: String = "", window: [String: Any]? = nil) -> String {
+        json(["type": "test", "window": window ?? NSNull(), "id": "test", "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
               "output": output, "output_truncated": false,
               "interrupts_before": interruptsBefore, "interrupts_after": interruptsAfter,
               "kprobes_before": kprobesBefore, "kprobes_after": kprobesAfter,
@@ -47,6 +47,27 @@ enum SyntheticGuest {
     }
 
     static let done = #"{"type":"done","uptime_ns":4000000000}"#
+
+    /// Marks around the loop, inside the whole test's before/after above.
+    static let loopInterruptsBegin = """
+                   CPU0       CPU1
+         RES:         11         20   Rescheduling interrupts
+         CAL:        110        210   Function call interrupts
+         TLB:          5          5   TLB shootdowns
+        """
+    static let loopInterruptsEnd = """
+                   CPU0       CPU1
+         RES:         11         20   Rescheduling interrupts
+         CAL:        125        225   Function call interrupts
+         TLB:          5          8   TLB shootdowns
+        """
+
+    static func window(interruptsEnd: String = loopInterruptsEnd, kprobesEnd: Int = 19, cut: Bool = false) -> [String: Any] {
+        ["interrupts_begin": loopInterruptsBegin, "interrupts_end": interruptsEnd,
+         "kprobes_begin": "  tlb_remove_table_sync_one                     1               0\n  huge_pmd_share                                0               0\n",
+         "kprobes_end": "  tlb_remove_table_sync_one                    \(kprobesEnd)               0\n  huge_pmd_share                               40               0\n",
+         "cut": cut]
+    }
 
     static func json(_ object: [String: Any]) -> String {
         String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
@@ -203,5 +224,79 @@ enum SyntheticGuest {
         let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(output: tap), SyntheticGuest.done])
         #expect(verdict.status == .error)
         #expect(verdict.reason == "the test planned 3 checks but reported 2")
+    }
+}
+
+@Suite struct MeasuredWindowTests {
+    @Test func perOperationFiguresCountTheLoopAndTheRestIsFixedCost() throws {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(window: SyntheticGuest.window()), SyntheticGuest.done])
+        #expect(verdict.status == .pass)
+        let counters = try #require(verdict.counters)
+        #expect(counters.scope == .measuredLoop)
+        #expect(counters.ipi("CAL")?.total == 30)
+        #expect(counters.ipi("CAL")?.perOperation == 1.5)
+        #expect(counters.probe("tlb_remove_table_sync_one")?.hits == 18)
+        #expect(counters.probe("tlb_remove_table_sync_one")?.perOperation == 0.9)
+        let fixedCAL = try #require(counters.fixedIPIs?.first { $0.name == "CAL" })
+        #expect(fixedCAL.perCPU == [25, 25])
+        #expect(fixedCAL.perOperation == nil)
+        #expect(counters.fixedIPIs?.first { $0.name == "TLB" }?.total == 1)
+        #expect(counters.fixedIPIs?.first { $0.name == "RES" }?.total == 2)
+        #expect(counters.fixedProbes?.first { $0.symbol == "tlb_remove_table_sync_one" }?.hits == 2)
+        #expect(counters.fixedProbes?.first { $0.symbol == "huge_pmd_share" }?.hits == 0)
+    }
+
+    @Test func aTestWithoutMarksIsCountedWhole() throws {
+        let counters = try #require(SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(), SyntheticGuest.done]).counters)
+        #expect(counters.scope == .wholeTest)
+        #expect(counters.ipi("CAL")?.total == 80)
+        #expect(counters.fixedIPIs == nil)
+    }
+
+    @Test(arguments: [
+        (true, 19, "cut at the agent's cap"),
+        (false, 0, "the measured loop:"),
+        (false, 30, "counted more than the whole test"),
+    ])
+    func implausibleMarksAreAnErrorNotAFigure(cut: Bool, kprobesEnd: Int, reason: String) {
+        let window = SyntheticGuest.window(kprobesEnd: kprobesEnd, cut: cut)
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(window: window), SyntheticGuest.done])
+        #expect(verdict.status == .error)
+        #expect(verdict.reason?.contains(reason) == true, "\(verdict.reason ?? "nil")")
+        #expect(verdict.counters == nil)
+    }
+
+    @Test func theResultRecordsWhatWasCounted() throws {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(window: SyntheticGuest.window()), SyntheticGuest.done])
+        let json = try JSONEncoder().encode(try #require(verdict.counters))
+        let object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        #expect(object["scope"] as? String == "loop")
+        #expect((object["fixed_ipis"] as? [Any])?.isEmpty == false)
+    }
+
+    @Test func theTableSaysWhatWasCountedAndWhatLiesOutside() throws {
+        let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(window: SyntheticGuest.window()), SyntheticGuest.done])
+        let descriptor = CellDescriptor(id: "x86_64-cell", arch: .x86_64, kernel: "debian", kernelVersion: "6.12.117", kernelOrigin: "test",
+                                        accel: .tcg, paravirt: "default", vcpus: 2, memoryMiB: 1024, test: "t", parameters: [:])
+        var result = CellResult(cell: descriptor, status: verdict.status, reason: verdict.reason, checks: verdict.checks,
+                                counters: verdict.counters, metrics: verdict.metrics, splats: verdict.splats, guest: verdict.guest,
+                                timings: verdict.timings, consoleTail: verdict.consoleTail)
+        let text = TerminalReport.render([result])
+        #expect(text.contains("COUNTED"))
+        #expect(text.contains("  loop  "))
+        #expect(text.contains("sync-entered 0.9"))
+        #expect(text.contains("COUNTED loop: between the test's marks"))
+        #expect(text.contains("outside the measured loop"))
+        #expect(text.contains("CAL 50"))
+        #expect(text.contains("sync-entered 2"))
+        #expect(!text.contains("≥"))
+
+        result.counters?.probes[0].missed = 3
+        result.counters?.scope = .wholeTest
+        let lowerBound = TerminalReport.render([result])
+        #expect(lowerBound.contains("sync-entered ≥0.9"))
+        #expect(lowerBound.contains("lower bound"))
+        #expect(lowerBound.contains("whole test"))
+        #expect(!lowerBound.contains("outside the measured loop"))
     }
 }

@@ -17,12 +17,45 @@ public struct Check: Sendable, Codable, Equatable {
     }
 }
 
+/// Where a cell's per-op counts were taken.
+public enum CounterScope: String, Sendable, Codable, Equatable {
+    /// Between the test's own marks around the loop that performs the operations.
+    case measuredLoop = "loop"
+    /// Around the whole test program: set-up, teardown and exit included.
+    case wholeTest = "test"
+}
+
 public struct CellCounters: Sendable, Codable, Equatable {
     /// What one operation is (`fork-exit`), and how many the test performed.
     public var operation: String
     public var operations: Int?
+    /// Counted in `scope`, per operation where the test reported a count.
     public var ipis: [IPIDelta]
     public var probes: [ProbeDelta]
+    /// nil in results written before the tests marked their loops: the whole test.
+    public var scope: CounterScope?
+    /// With a measured loop: what the test cost outside it (totals, not per op).
+    public var fixedIPIs: [IPIDelta]?
+    public var fixedProbes: [ProbeDelta]?
+
+    public init(operation: String, operations: Int?, ipis: [IPIDelta], probes: [ProbeDelta], scope: CounterScope? = nil,
+                fixedIPIs: [IPIDelta]? = nil, fixedProbes: [ProbeDelta]? = nil) {
+        self.operation = operation
+        self.operations = operations
+        self.ipis = ipis
+        self.probes = probes
+        self.scope = scope
+        self.fixedIPIs = fixedIPIs
+        self.fixedProbes = fixedProbes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case operation, operations, ipis, probes, scope
+        case fixedIPIs = "fixed_ipis", fixedProbes = "fixed_probes"
+    }
+
+    /// Some hits of the probe were missed (kprobe_profile's misses): its count is a lower bound.
+    public func isLowerBound(_ symbol: String) -> Bool { (probe(symbol)?.missed ?? 0) > 0 }
 
     public func ipi(_ name: String) -> IPIDelta? { ipis.first { $0.name == name } }
     public func probe(_ symbol: String) -> ProbeDelta? { probes.first { $0.symbol == symbol } }

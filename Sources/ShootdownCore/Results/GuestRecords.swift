@@ -56,14 +56,33 @@ public struct TestRecord: Sendable, Codable, Equatable {
     public var kmsg: String
     public var widenBefore: String?
     public var widenAfter: String?
+    /// The test's own snapshots around its measured loop; nil when it marked none.
+    public var window: MeasuredWindow?
 
     enum CodingKeys: String, CodingKey {
-        case id, exit, signal, output, kmsg
+        case id, exit, signal, output, kmsg, window
         case widenBefore = "widen_before", widenAfter = "widen_after"
         case timedOut = "timed_out", wallNs = "wall_ns", outputTruncated = "output_truncated"
         case interruptsBefore = "interrupts_before", interruptsAfter = "interrupts_after"
         case kprobesBefore = "kprobes_before", kprobesAfter = "kprobes_after"
         case hugepagesBefore = "hugepages_before", hugepagesAfter = "hugepages_after"
+    }
+}
+
+/// /proc/interrupts and kprobe_profile as the test copied them at the start and the end
+/// of the loop that performs its operations (Templates/_common/window.c.mustache).
+public struct MeasuredWindow: Sendable, Codable, Equatable {
+    public var interruptsBegin: String
+    public var interruptsEnd: String
+    public var kprobesBegin: String
+    public var kprobesEnd: String
+    /// The agent cut a copy at its cap: the window cannot be counted.
+    public var cut: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case cut
+        case interruptsBegin = "interrupts_begin", interruptsEnd = "interrupts_end"
+        case kprobesBegin = "kprobes_begin", kprobesEnd = "kprobes_end"
     }
 }
 
