@@ -33,7 +33,7 @@ import Testing
         let sync = try #require(comparison.cells.first?.metrics.first { $0.metric == "probe:tlb_remove_table_sync_one" })
         #expect(sync.ratio == 2)
         #expect(comparison.text.contains("REGRESSION"))
-        #expect(comparison.text.contains("sync_one 1.00 → 2.00"))
+        #expect(comparison.text.contains("sync-entered 1.00 → 2.00"))
     }
 
     /// CAL varies by a third between identical TCG runs: not a regression on its own.
@@ -88,7 +88,7 @@ import Testing
         let cells = (1...3).map { CompareTests.cell(sync: [1.0, 1.6, 2.0][$0 - 1], cal: 6, repeatIndex: $0) }
         let text = TerminalReport.render(RunReport(runID: "r", name: "run", cells: cells, sweeps: []))
         #expect(text.contains("repeats:"))
-        let row = text.split(separator: "\n").first { $0.contains("sync_one") && $0.contains("..") }
+        let row = text.split(separator: "\n").first { $0.contains("sync-entered") && $0.contains("..") }
         #expect(row?.contains("1.60") == true && row?.contains("1.00..2.00") == true, "\(row ?? "no row")")
     }
 }

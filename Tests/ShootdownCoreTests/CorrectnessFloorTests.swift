@@ -107,7 +107,7 @@ import Yams
         #expect(!sweepOutcomes.isEmpty && sweepOutcomes.allSatisfy(\.met), "\(sweepOutcomes)")
     }
 
-    /// sync_one 0.00 per fork+exit passed the nightly while it had only `max: 1.5`.
+    /// sync-entered 0.00 per fork+exit passed the nightly while it had only `max: 1.5`.
     @Test func aKernelWithoutTheSyncFailsTheNightly() throws {
         let (_, noSync) = try Self.stockAndWithoutSync()
         let rules = try Self.nightlyRules(for: "hugetlb-share-fork-exit")
@@ -135,18 +135,18 @@ import Yams
         #expect(comparison.cells.count == 6)
         #expect(comparison.cells.allSatisfy { $0.change == .correctnessRegression }, "\(comparison.text)")
         let note = try #require(comparison.cells.first?.note)
-        #expect(note.hasPrefix("correctness: sync_one 1.00 → 0.00 per fork-exit, below its floor 1.00 (1013af4f58: "))
+        #expect(note.hasPrefix("correctness: sync-entered 1.00 → 0.00 per fork-exit, below its floor 1.00 (1013af4f58: "))
         let sync = try #require(comparison.cells.first?.metrics.first { $0.metric == "probe:tlb_remove_table_sync_one" })
         #expect(sync.change == .correctnessRegression)
         #expect(comparison.regressions == 6 && comparison.correctnessRegressions == 6)
         #expect(comparison.text.contains("cells: 6 correctness regression"))
-        #expect(comparison.text.contains("  CORRECTNESS REGRESSION x86_64 tcg pv-default 4cpu hugetlb-share-fork-exit children=1 cycles=20 fault=none gib=1 touch=8: correctness: sync_one"))
+        #expect(comparison.text.contains("  CORRECTNESS REGRESSION x86_64 tcg pv-default 4cpu hugetlb-share-fork-exit children=1 cycles=20 fault=none gib=1 touch=8: correctness: sync-entered"))
         #expect(comparison.text.contains("verdict: 6 regression(s), 6 of them correctness regression(s)"))
 
         // Restoring the sync is no regression, though CAL/IPI1 rise with it.
         let restored = Comparison(a: noSync, b: stock, required: required)
         #expect(restored.regressions == 0, "\(restored.text)")
-        #expect(restored.cells.allSatisfy { $0.change == .improvement && $0.note.hasPrefix("correctness restored: sync_one 0.00 → 1.00") })
+        #expect(restored.cells.allSatisfy { $0.change == .improvement && $0.note.hasPrefix("correctness restored: sync-entered 0.00 → 1.00") })
         #expect(Comparison(a: noSync, b: stock).regressions == 6)  // what it would read as without the floors
     }
 

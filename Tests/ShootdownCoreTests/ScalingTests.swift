@@ -84,7 +84,7 @@ import Testing
         #expect(armSync.verdict.scaling == .constant)
         let text = TerminalReport.render(results, sweeps: series)
         #expect(text.contains("scaling over gib (1, 2, 4, 8)"))
-        #expect(text.contains("sync_one per fork-exit"))
+        #expect(text.contains("sync-entered per fork-exit"))
     }
 
     @Test func vcpuAxisAndFailedCellsAreHandled() {

@@ -119,7 +119,7 @@ public enum HTMLReport {
     }
 
     /// Always plotted per axis; any other metric only where some group scales linearly.
-    static let headlineMetrics = ["probe:tlb_remove_table_sync_one", "probe:huge_pmd_share", "ipi:CAL", "ipi:IPI1", "ipi:TLB"]
+    static let headlineMetrics = ["probe:tlb_remove_table_smp_sync", "probe:tlb_remove_table_sync_one", "probe:huge_pmd_share", "ipi:CAL", "ipi:IPI1", "ipi:TLB"]
     /// Okabe–Ito colours (distinguishable with the common colour-vision deficiencies); dashes
     /// keep identical lines (x86_64 and aarch64 both at 1.0) visible on top of each other.
     static let lineColours = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]

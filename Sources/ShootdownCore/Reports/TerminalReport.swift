@@ -3,11 +3,14 @@ import Foundation
 /// The table printed at the end of a run: status and timings per cell, then the IPI and
 /// probe counts per operation, then the reasons of every cell that did not pass.
 public enum TerminalReport {
-    /// Probes shown in the table, by short name; the full set is in result.json.
+    /// Probes shown in the table, by short name; the full set is in result.json. The sync
+    /// is named for what each count means: `tlb_remove_table_sync_one` is entered once per
+    /// sync, and `tlb_remove_table_smp_sync` runs once on every CPU the sync's IPI reached,
+    /// so a sync that is entered and skips its broadcast reads as entered with no IPIs.
     static let probeColumns: [(symbol: String, short: String)] = [
-        ("tlb_remove_table_sync_one", "sync_one"),
+        ("tlb_remove_table_sync_one", "sync-entered"),
+        ("tlb_remove_table_smp_sync", "sync-IPIs"),
         ("huge_pmd_share", "pmd_share"),
-        ("tlb_remove_table_smp_sync", "smp_sync"),
         ("pmdp_collapse_flush", "collapse_flush"),
         ("smp_call_function_many_cond", "smp_call_many"),
     ]
@@ -20,15 +23,17 @@ public enum TerminalReport {
     public static func render(_ report: RunReport) -> String {
         let results = report.cells
         var text = failureSection(report)
-        var rows: [[String]] = [["STATUS", "CELL", "BOOT", "TEST", "TOTAL", "OPS", "IPIs per op", "probe hits per op"]]
+        var rows: [[String]] = [["STATUS", "CELL", "BOOT", "TEST", "TOTAL", "OPS", "COUNTED", "IPIs per op", "probe hits per op"]]
         for result in results {
             rows.append([result.status.rawValue, result.cell.id,
                          seconds(result.timings.bootSeconds), seconds(result.timings.testSeconds),
                          seconds(result.timings.totalSeconds),
                          result.counters?.operations.map(String.init) ?? "-",
-                         ipiSummary(result), probeSummary(result)])
+                         scopeName(result.counters), ipiSummary(result), probeSummary(result)])
         }
         text += table(rows)
+        text += legend(results)
+        text += fixedCostSection(results)
         text += repeatSection(results)
         text += scalingSection(report.sweeps)
         let cellRules = results.flatMap { $0.expectations ?? [] }
@@ -79,7 +84,7 @@ public enum TerminalReport {
     }
 
     /// Metrics always shown for a sweep; others only when they scale.
-    static let headlineMetrics: Set<String> = ["probe:tlb_remove_table_sync_one", "probe:huge_pmd_share",
+    static let headlineMetrics: Set<String> = ["probe:tlb_remove_table_smp_sync", "probe:tlb_remove_table_sync_one", "probe:huge_pmd_share",
                                                "ipi:CAL", "ipi:TLB", "ipi:IPI1"]
 
     static func scalingSection(_ sweeps: [SweepSeries]) -> String {
@@ -126,13 +131,54 @@ public enum TerminalReport {
         return moved.map { "\($0.name) \(number($0.perOperation ?? Double($0.total)))" }.joined(separator: "  ")
     }
 
+    /// `≥` marks a probe that missed hits: its figure is a lower bound.
     static func probeSummary(_ result: CellResult) -> String {
         guard let counters = result.counters, !counters.probes.isEmpty else { return "-" }
         let shown = probeColumns.compactMap { column in
-            counters.probe(column.symbol).map { "\(column.short) \(number($0.perOperation ?? Double($0.hits)))" }
+            counters.probe(column.symbol).map {
+                "\(column.short) \($0.missed > 0 ? "≥" : "")\(number($0.perOperation ?? Double($0.hits)))"
+            }
         }
         return shown.isEmpty ? "-" : shown.joined(separator: "  ")
     }
+
+    static func scopeName(_ counters: CellCounters?) -> String {
+        guard let counters else { return "-" }
+        return counters.scope == .measuredLoop ? "loop" : "whole test"
+    }
+
+    /// What COUNTED and the marks mean, printed only when the table uses them.
+    static func legend(_ results: [CellResult]) -> String {
+        var lines: [String] = []
+        let counters = results.compactMap(\.counters)
+        if counters.contains(where: { $0.scope == .measuredLoop }) {
+            lines.append("COUNTED loop: between the test's marks around its operations (set-up and teardown are the fixed cost below); whole test: around the whole program")
+        }
+        if counters.contains(where: { $0.probes.contains { $0.missed > 0 } }) {
+            lines.append("≥: the probe missed hits (kprobe_profile), so its figure is a lower bound")
+        }
+        return lines.isEmpty ? "" : lines.map { "  \($0)\n" }.joined()
+    }
+
+    /// Counts outside the measured loop, per cell, for runs small enough to read them.
+    static func fixedCostSection(_ results: [CellResult]) -> String {
+        let measured = results.filter { $0.counters?.scope == .measuredLoop }
+        guard !measured.isEmpty, measured.count <= maxFixedCostRows else { return "" }
+        var rows: [[String]] = [["  cell", "fixed cost: IPIs", "probe hits"]]
+        for result in measured {
+            guard let counters = result.counters else { continue }
+            let ipis = (counters.fixedIPIs ?? []).filter { $0.total > 0 }.sorted { $0.total > $1.total }.prefix(4)
+                .map { "\($0.name) \($0.total)" }
+            let probes = probeColumns.compactMap { column in
+                counters.fixedProbes?.first { $0.symbol == column.symbol }.map { "\(column.short) \($0.hits)" }
+            }
+            rows.append(["  " + result.cell.id, ipis.isEmpty ? "none" : ipis.joined(separator: "  "),
+                         probes.isEmpty ? "-" : probes.joined(separator: "  ")])
+        }
+        return "\noutside the measured loop (totals, set-up and teardown):\n" + table(rows)
+    }
+
+    static let maxFixedCostRows = 16
 
     static func table(_ rows: [[String]]) -> String {
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
