@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -61,6 +62,7 @@
 /* The test's own copies around its measured loop (Templates/_common/window.c.mustache). */
 #define WINDOW_DIR "/shootdown/window"
 #define WINDOW_CAP (16u << 10)   /* raw and escaped: far above 8 vCPUs' /proc/interrupts */
+#define PAGE_TABLES_SETTLE_MS 2000 /* longest wait for a test's page tables to be freed */
 /* virtio-console adds ports and names them asynchronously after probe. */
 #define PORT_WAIT_MS 5000
 /* How long to read a finished test's pipe that something still holds open. */
@@ -852,6 +854,75 @@ struct snapshot {
 	struct hugepages hp;
 };
 
+/* PageTables of /proc/meminfo around a test: a table the test leaves behind stays counted. */
+struct page_tables {
+	long before_kb, after_kb; /* -1 where unreadable */
+	int64_t settle_ns;        /* how long the count took to come back down */
+};
+
+/* Reads into the stack, so that the agent itself maps no new memory while it measures. */
+static long read_page_tables_kb(void)
+{
+	char text[16384];
+	ssize_t n, len = 0;
+	int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while (len < (ssize_t)sizeof(text) - 1 && (n = read(fd, text + len, sizeof(text) - 1 - (size_t)len)) > 0)
+		len += n;
+	close(fd);
+	text[len] = '\0';
+	const char *line = strstr(text, "\nPageTables:");
+	if (!line)
+		return -1;
+	char *end;
+	errno = 0;
+	long kb = strtol(line + strlen("\nPageTables:"), &end, 10);
+	return errno || end == line + strlen("\nPageTables:") || kb < 0 ? -1 : kb;
+}
+
+/*
+ * An exited process's PGD is freed only when the last CPU that ran it drops it as its
+ * lazy-TLB mm, and an idle vCPU keeps it until it runs another user task. The agent runs
+ * once on every CPU, so that each switches to the agent's mm (counted in the baseline).
+ */
+static void visit_every_cpu(void)
+{
+	cpu_set_t all, one;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (sched_getaffinity(0, sizeof(all), &all))
+		return;
+	for (long cpu = 0; cpu < cpus && cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET((int)cpu, &all))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET((int)cpu, &one);
+		if (!sched_setaffinity(0, sizeof(one), &one))
+			sched_yield();
+	}
+	sched_setaffinity(0, sizeof(all), &all);
+}
+
+/*
+ * The test's page tables are freed through RCU when it exits (MMU_GATHER_RCU_TABLE_FREE),
+ * a grace period or more after it was reaped: wait, bounded, for the count to come back.
+ */
+static void settle_page_tables(struct page_tables *pt)
+{
+	int64_t start = now_ns(), deadline = start + PAGE_TABLES_SETTLE_MS * 1000000LL;
+
+	visit_every_cpu();
+	pt->after_kb = read_page_tables_kb();
+	while (pt->before_kb >= 0 && pt->after_kb > pt->before_kb && now_ns() < deadline) {
+		usleep(10000);
+		visit_every_cpu();
+		pt->after_kb = read_page_tables_kb();
+	}
+	pt->settle_ns = now_ns() - start;
+}
+
 /* The test's window marks: begin and end copies of /proc/interrupts and kprobe_profile. */
 static const char *const window_files[] = { "begin.interrupts", "end.interrupts", "begin.kprobes", "end.kprobes" };
 #define WINDOW_FILES (sizeof(window_files) / sizeof(window_files[0]))
@@ -983,15 +1054,34 @@ static void drain_output(int fd, bool eof, struct result *r)
 		eof = !read_output(fd, r);
 }
 
+/*
+ * The output buffer is reserved and touched in full before the page tables are counted,
+ * so that the agent's own growth during the test cannot read as the test's leak.
+ */
+static void prepare_result(struct result *r)
+{
+	*r = (struct result){ 0 };
+	buf_reserve(&r->output, OUTPUT_CAP);
+	memset(r->output.p, 0, r->output.cap);
+}
+
+/* The same for the snapshot taken after the test, which is read before the count settles. */
+static void prepare_snapshot(struct snapshot *s)
+{
+	struct buf *bufs[] = { &s->interrupts, &s->kprobes, &s->widen };
+
+	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+		buf_reserve(bufs[i], SNAPSHOT_CAP);
+		memset(bufs[i]->p, 0, bufs[i]->cap);
+	}
+}
+
 static void run_test(const struct test *t, struct result *r)
 {
 	int pipefd[2], status = 0;
 	int64_t start = now_ns(), deadline = start + (int64_t)t->timeout_s * 1000000000;
 	bool eof = false;
 
-	*r = (struct result){ 0 };
-	buf_reserve(&r->output, 0);
-	r->output.p[0] = '\0';
 	if (pipe2(pipefd, O_CLOEXEC))
 		fatal("pipe: %s", strerror(errno));
 	pid_t pid = fork();
@@ -1023,7 +1113,7 @@ static void run_test(const struct test *t, struct result *r)
 
 static void emit_test(const struct test *t, const struct result *r,
 		      const struct snapshot *before, const struct snapshot *after,
-		      const struct window *window, const struct buf *kmsg)
+		      const struct window *window, const struct page_tables *pt, const struct buf *kmsg)
 {
 	struct buf rec = { 0 };
 	bool cut;
@@ -1051,6 +1141,11 @@ static void emit_test(const struct test *t, const struct result *r,
 	json_hugepages(&rec, before->hp);
 	buf_str(&rec, ",\"hugepages_after\":");
 	json_hugepages(&rec, after->hp);
+	buf_str(&rec, ",\"page_tables_kb\":{");
+	json_count(&rec, "before", pt->before_kb);
+	buf_str(&rec, ",");
+	json_count(&rec, "after", pt->after_kb);
+	buf_printf(&rec, ",\"settle_ms\":%lld}", (long long)(pt->settle_ns / 1000000));
 	buf_str(&rec, ",\"window\":");
 	if (window->complete) {
 		static const char *const keys[] = { "interrupts_begin", "interrupts_end", "kprobes_begin", "kprobes_end" };
@@ -1078,16 +1173,22 @@ static void run_tests(const struct plan *plan)
 		struct snapshot before = { 0 }, after = { 0 };
 		struct window window = { 0 };
 		struct buf kmsg = { 0 };
+		struct page_tables pt;
 		struct result r;
 
 		agent_log(6, "test %s: start (timeout %lds)\n", t->id, t->timeout_s);
 		window_reset();
+		prepare_result(&r);
+		prepare_snapshot(&after);
 		take_snapshot(&before);
+		pt.before_kb = read_page_tables_kb();
 		run_test(t, &r);
+		/* Counters first: the wait for the page tables must not count as the test's. */
 		take_snapshot(&after);
+		settle_page_tables(&pt);
 		window_read(&window);
 		kmsg_drain(&kmsg, KMSG_CAP);
-		emit_test(t, &r, &before, &after, &window, &kmsg);
+		emit_test(t, &r, &before, &after, &window, &pt, &kmsg);
 		for (size_t f = 0; f < WINDOW_FILES; f++)
 			buf_free(&window.text[f]);
 

@@ -51,6 +51,9 @@ import Testing
         for result in results {
             #expect(result.status == .pass, "\(result.cell.id): \(result.reason ?? "")")
             #expect((result.counters?.operations ?? 0) > 0, "\(result.cell.id): no operations reported")
+            #expect(result.counters?.scope == .measuredLoop, "\(result.cell.id): the test marked no measured loop")
+            let pageTables = result.checks.first { $0.name == "page tables freed after the test" }
+            #expect(pageTables?.passed == true, "\(result.cell.id): \(pageTables?.detail ?? "no page-table check")")
         }
         // Jann Horn's fix: one sync broadcast per collapsed anonymous PMD.
         for result in results where result.cell.test == "madv-collapse" && result.cell.parameters["memory"] == .choice("anon") {

@@ -37,8 +37,9 @@ enum SyntheticGuest {
     }
 
     static func test(output: String = passingTAP, exit: Int = 0, signal: Int = 0, timedOut: Bool = false,
-                     freeAfter: Int = 24, kmsg: String = "", window: [String: Any]? = nil) -> String {
-        json(["type": "test", "window": window ?? NSNull(), "id": "test", "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
+                     freeAfter: Int = 24, kmsg: String = "", window: [String: Any]? = nil,
+                     pageTables: [String: Any]? = nil) -> String {
+        json(["type": "test", "window": window ?? NSNull(), "page_tables_kb": pageTables ?? NSNull(), "id": "test", "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
               "output": output, "output_truncated": false,
               "interrupts_before": interruptsBefore, "interrupts_after": interruptsAfter,
               "kprobes_before": kprobesBefore, "kprobes_after": kprobesAfter,
@@ -298,5 +299,41 @@ enum SyntheticGuest {
         #expect(lowerBound.contains("lower bound"))
         #expect(lowerBound.contains("whole test"))
         #expect(!lowerBound.contains("outside the measured loop"))
+    }
+}
+
+@Suite struct PageTableCheckTests {
+    static func judge(_ pageTables: [String: Any]) -> Verdict {
+        SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(pageTables: pageTables), SyntheticGuest.done])
+    }
+
+    @Test func tablesFreedOnceTheTestExitedPass() throws {
+        let verdict = Self.judge(["before": 412, "after": 408, "settle_ms": 30])
+        #expect(verdict.status == .pass)
+        let check = try #require(verdict.checks.first { $0.name == "page tables freed after the test" })
+        #expect(check.passed && check.source == "host")
+        #expect(check.detail == "PageTables 412 → 408 kB after 30 ms (a leak is over 32 kB)")
+        // The kernel's own vmalloc page tables, which it never frees, are not a leak.
+        #expect(Self.judge(["before": 64, "after": 76, "settle_ms": 2000]).status == .pass)
+    }
+
+    /// A PMD table left behind in each of ten cycles by a share count that went wrong.
+    @Test func tablesLeftBehindFailTheCell() throws {
+        let verdict = Self.judge(["before": 412, "after": 452, "settle_ms": 2000])
+        #expect(verdict.status == .fail)
+        let check = try #require(verdict.checks.first { $0.name == "page tables freed after the test" })
+        #expect(!check.passed)
+        #expect(check.detail == "PageTables 412 → 452 kB: 40 kB (10 tables of 4 KiB) still allocated after 2000 ms once the test had exited, more than the kernel's own 32 kB")
+        #expect(verdict.reason?.contains("page tables freed after the test") == true, "\(verdict.reason ?? "nil")")
+    }
+
+    @Test func unreadableOrAbsentCountsMakeNoCheck() {
+        for counts: [String: Any] in [["before": NSNull(), "after": 416], ["before": -4, "after": 0]] {
+            let verdict = Self.judge(counts)
+            #expect(verdict.status == .pass)
+            #expect(!verdict.checks.contains { $0.name.hasPrefix("page tables") })
+        }
+        let old = SyntheticGuest.judge([SyntheticGuest.boot(), SyntheticGuest.test(), SyntheticGuest.done])
+        #expect(!old.checks.contains { $0.name.hasPrefix("page tables") })
     }
 }

@@ -58,14 +58,30 @@ public struct TestRecord: Sendable, Codable, Equatable {
     public var widenAfter: String?
     /// The test's own snapshots around its measured loop; nil when it marked none.
     public var window: MeasuredWindow?
+    /// nil from agents before the page-table check.
+    public var pageTables: PageTableCounts?
 
     enum CodingKeys: String, CodingKey {
         case id, exit, signal, output, kmsg, window
+        case pageTables = "page_tables_kb"
         case widenBefore = "widen_before", widenAfter = "widen_after"
         case timedOut = "timed_out", wallNs = "wall_ns", outputTruncated = "output_truncated"
         case interruptsBefore = "interrupts_before", interruptsAfter = "interrupts_after"
         case kprobesBefore = "kprobes_before", kprobesAfter = "kprobes_after"
         case hugepagesBefore = "hugepages_before", hugepagesAfter = "hugepages_after"
+    }
+}
+
+/// PageTables of /proc/meminfo (kB) before the test and once its page tables were freed.
+public struct PageTableCounts: Sendable, Codable, Equatable {
+    public var before: Int?
+    public var after: Int?
+    /// How long the agent waited for the count to come back down (it gives up at 2 s).
+    public var settleMs: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case before, after
+        case settleMs = "settle_ms"
     }
 }
 
