@@ -119,6 +119,23 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(xml.contains("pid=\"\(getpid())\""))
     }
 
+    /// `--jobs 4` runs four guests at once, whatever the host's core count: each replayed
+    /// guest waits until four are up (or 5 s), as guests that wait on QEMU would.
+    @Test func jobsAboveTheCoreCountRunThatManyGuests() throws {
+        let lock = NSLock()
+        nonisolated(unsafe) var active = 0, most = 0
+        let world = try ReplayWorld { boot in
+            lock.withLock { active += 1; most = max(most, active) }
+            defer { lock.withLock { active -= 1 } }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while lock.withLock({ most < 4 }) && ContinuousClock.now < deadline { usleep(1000) }
+            return try ReplayWorld.passing(boot)
+        }
+        let outcome = try world.run(world.request(cycles: "2,3,4,5"), ExecutionOptions(jobs: 4))
+        #expect(outcome.results.count == 4 && outcome.results.allSatisfy { $0.status == .pass })
+        #expect(lock.withLock { most } == 4, "at most \(lock.withLock { most }) guests ran at once with --jobs 4 on \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    }
+
     /// A recorded run replays: the same consoles and records judged again, cell by cell.
     @Test func aRecordedRunReplaysCellByCell() throws {
         let recorded = try ReplayWorld()

@@ -146,7 +146,7 @@ public struct RunPipeline: Sendable {
         guard !cells.isEmpty else { return }
         let board = WorkBoard(count: cells.count, alreadyDone: alreadyDone, total: total)
         let registry = context.activeDomains
-        DispatchQueue.concurrentPerform(iterations: jobs) { _ in
+        Workers.run(jobs) { _ in
             do {
                 let launcher = try context.guests.launcher(context: context)
                 defer { launcher.waitForTeardowns() }
