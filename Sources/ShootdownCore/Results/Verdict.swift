@@ -236,7 +236,7 @@ public enum VerdictBuilder {
     /// Page tables the test allocated must be freed once it exited: a PMD table whose share
     /// count went wrong, or one an unshare forgot, stays counted in PageTables. PageTables
     /// also counts the kernel's own upper tables (vmalloc space for kernel stacks and the
-    /// like), which are never freed: measured on x86_64 Debian 6.12, 8–12 kB per test.
+    /// like), which are never freed: measured 8–16 kB per test on x86_64 Debian 6.12 and 6.1.
     /// So a leak is more than `pageTableSlackKB`; a bug that leaks a table every cycle
     /// passes that within a few cycles, a single table once is not told from the kernel's.
     static func pageTableCheck(_ test: TestRecord) -> Check? {
