@@ -31,6 +31,11 @@ import Testing
             #expect((counters.ipi(functionCall)?.total ?? 0) > 0, "\(result.cell.id): no \(functionCall) IPIs")
             let sync = try #require(counters.probe("tlb_remove_table_sync_one"), "\(result.cell.id): probe not registered")
             #expect(sync.hits >= 10, "\(result.cell.id): \(sync.hits) sync broadcasts for 10 fork/exit cycles")
+            // The ipi/csd tracepoints (6.12 has them) see the sync reach the 3 other vCPUs,
+            // once per cycle, inside the measured loop.
+            let senders = try #require(counters.ipiSenders, "\(result.cell.id): no ipi trace")
+            #expect(senders.scope == .measuredLoop)
+            #expect(senders.sender("tlb_remove_table_smp_sync")?.ipis == 30, "\(result.cell.id): \(senders.senders)")
             #expect(result.guest?.cpus == 4)
             let cellDirectory = Self.results.appendingPathComponent(try Self.runDirectory(of: result)).appendingPathComponent(result.cell.id)
             for file in ["result.json", "console.log", "records.jsonl", "domain.xml", "reproduce.sh", "initramfs.cpio"] {

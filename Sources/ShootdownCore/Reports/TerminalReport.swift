@@ -34,6 +34,7 @@ public enum TerminalReport {
         text += table(rows)
         text += legend(results)
         text += fixedCostSection(results)
+        text += senderSection(results)
         text += repeatSection(results)
         text += scalingSection(report.sweeps)
         let cellRules = results.flatMap { $0.expectations ?? [] }
@@ -179,6 +180,22 @@ public enum TerminalReport {
     }
 
     static let maxFixedCostRows = 16
+
+    /// IPIs delivered per op by the callback their receivers ran, from the ipi tracepoints:
+    /// the sync's `tlb_remove_table_smp_sync` apart from TLB flushes and wake-ups.
+    static func senderSection(_ results: [CellResult]) -> String {
+        let traced = results.filter { $0.counters?.ipiSenders != nil }
+        guard !traced.isEmpty, traced.count <= maxFixedCostRows else { return "" }
+        var rows: [[String]] = [["  cell", "COUNTED", "per op: functions run on other CPUs, and the IPIs themselves (top 5)"]]
+        for result in traced {
+            guard let senders = result.counters?.ipiSenders else { continue }
+            let mark = senders.lowerBound ? "≥" : ""
+            let shown = senders.senders.prefix(5).map { "\($0.name) \(mark)\(number($0.perOperation ?? Double($0.ipis)))" }
+            rows.append(["  " + result.cell.id, senders.scope == .measuredLoop ? "loop" : "whole test",
+                         shown.isEmpty ? "none" : shown.joined(separator: "  ")])
+        }
+        return "\nIPIs by sender (tracepoints ipi:ipi_send_cpu/_cpumask, csd:csd_queue_cpu):\n" + table(rows)
+    }
 
     static func table(_ rows: [[String]]) -> String {
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }

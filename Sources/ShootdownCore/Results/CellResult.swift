@@ -37,9 +37,11 @@ public struct CellCounters: Sendable, Codable, Equatable {
     /// With a measured loop: what the test cost outside it (totals, not per op).
     public var fixedIPIs: [IPIDelta]?
     public var fixedProbes: [ProbeDelta]?
+    /// IPIs delivered by sender, from the ipi tracepoints; nil where the kernel has none.
+    public var ipiSenders: IPISenders?
 
     public init(operation: String, operations: Int?, ipis: [IPIDelta], probes: [ProbeDelta], scope: CounterScope? = nil,
-                fixedIPIs: [IPIDelta]? = nil, fixedProbes: [ProbeDelta]? = nil) {
+                fixedIPIs: [IPIDelta]? = nil, fixedProbes: [ProbeDelta]? = nil, ipiSenders: IPISenders? = nil) {
         self.operation = operation
         self.operations = operations
         self.ipis = ipis
@@ -47,11 +49,12 @@ public struct CellCounters: Sendable, Codable, Equatable {
         self.scope = scope
         self.fixedIPIs = fixedIPIs
         self.fixedProbes = fixedProbes
+        self.ipiSenders = ipiSenders
     }
 
     enum CodingKeys: String, CodingKey {
         case operation, operations, ipis, probes, scope
-        case fixedIPIs = "fixed_ipis", fixedProbes = "fixed_probes"
+        case fixedIPIs = "fixed_ipis", fixedProbes = "fixed_probes", ipiSenders = "ipi_senders"
     }
 
     /// Some hits of the probe were missed (kprobe_profile's misses): its count is a lower bound.

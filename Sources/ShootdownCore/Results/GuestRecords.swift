@@ -26,9 +26,12 @@ public struct BootRecord: Sendable, Codable, Equatable {
     public var uptimeNs: Int64?
     /// Whether the widening module loaded (absent from agents before it existed).
     public var widen: WideningLoad?
+    /// ok, missing (before v6.4, or no tracing) or error: the ipi tracepoints per test.
+    public var ipiTrace: String?
 
     enum CodingKeys: String, CodingKey {
         case agent, uname, machine, cpus, hugepages, probes, dmesg, widen
+        case ipiTrace = "ipi_trace"
         case uptimeNs = "uptime_ns"
     }
 }
@@ -60,10 +63,14 @@ public struct TestRecord: Sendable, Codable, Equatable {
     public var window: MeasuredWindow?
     /// nil from agents before the page-table check.
     public var pageTables: PageTableCounts?
+    /// The ipi tracepoints' text (IPITrace), where the boot record says `ipi_trace: ok`.
+    public var ipiTrace: String?
+    public var ipiTraceCut: Bool?
 
     enum CodingKeys: String, CodingKey {
         case id, exit, signal, output, kmsg, window
         case pageTables = "page_tables_kb"
+        case ipiTrace = "ipi_trace", ipiTraceCut = "ipi_trace_cut"
         case widenBefore = "widen_before", widenAfter = "widen_after"
         case timedOut = "timed_out", wallNs = "wall_ns", outputTruncated = "output_truncated"
         case interruptsBefore = "interrupts_before", interruptsAfter = "interrupts_after"
@@ -76,7 +83,7 @@ public struct TestRecord: Sendable, Codable, Equatable {
 public struct PageTableCounts: Sendable, Codable, Equatable {
     public var before: Int?
     public var after: Int?
-    /// How long the agent waited for the count to come back down (it gives up at 2 s).
+    /// How long the agent waited for the count to come back down (it gives up at 1 s).
     public var settleMs: Int?
 
     enum CodingKeys: String, CodingKey {

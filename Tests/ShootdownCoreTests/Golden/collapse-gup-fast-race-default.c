@@ -153,17 +153,36 @@ static void window_copy(const char *from, const char *mark, const char *kind)
 	close(in);
 }
 
+/* A line in the agent's ipi tracepoint instance, where it records one. */
+static void window_trace_marker(const char *mark)
+{
+	char line[64];
+	int fd = open("/sys/kernel/tracing/instances/shootdown-ipi/trace_marker", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	int n = snprintf(line, sizeof(line), "shootdown-window %s\n", mark);
+	/* Without the marker the host counts the whole test's IPIs by sender. */
+	ssize_t written = write(fd, line, (size_t)n);
+	(void)written;
+	close(fd);
+}
+
 /* The interrupt rows first at "begin" and last at "end", so the window holds the kprobe hits it counts. */
 static void window_mark(const char *mark)
 {
 	if (access(WINDOW_DIR, W_OK))
 		return;
 	bool begin = !strcmp(mark, "begin");
-	if (begin)
+	if (begin) {
 		window_copy("/proc/interrupts", mark, "interrupts");
+		window_trace_marker(mark);
+	}
 	window_copy("/sys/kernel/tracing/kprobe_profile", mark, "kprobes");
-	if (!begin)
+	if (!begin) {
+		window_trace_marker(mark);
 		window_copy("/proc/interrupts", mark, "interrupts");
+	}
 }
 
 /* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, and one-number sysfs reads. */
