@@ -65,12 +65,7 @@ import Testing
         let verdict = SyntheticGuest.judge([SyntheticGuest.boot(), record, SyntheticGuest.done])
         let senders = try #require(verdict.counters?.ipiSenders)
         #expect(senders.sender("tlb_remove_table_smp_sync")?.perOperation == 3)
-        let descriptor = CellDescriptor(id: "x86_64-cell", arch: .x86_64, kernel: "debian", kernelVersion: "6.12.117", kernelOrigin: "test",
-                                        accel: .tcg, paravirt: "default", vcpus: 4, memoryMiB: 1024, test: "t", parameters: [:])
-        let result = CellResult(cell: descriptor, status: verdict.status, reason: verdict.reason, checks: verdict.checks,
-                                counters: verdict.counters, metrics: verdict.metrics, splats: verdict.splats, guest: verdict.guest,
-                                timings: verdict.timings, consoleTail: verdict.consoleTail)
-        let text = TerminalReport.render([result])
+        let text = TerminalReport.render([SyntheticGuest.cellResult(verdict, vcpus: 4)])
         #expect(text.contains("IPIs by sender"))
         #expect(text.contains("tlb_remove_table_smp_sync 3.00"), "\(text)")
     }
