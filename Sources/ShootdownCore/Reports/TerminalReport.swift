@@ -37,6 +37,7 @@ public enum TerminalReport {
         text += senderSection(results)
         text += repeatSection(results)
         text += scalingSection(report.sweeps)
+        text += marginalSection(results)
         let cellRules = results.flatMap { $0.expectations ?? [] }
         let rules = cellRules + report.sweepExpectations
         if !rules.isEmpty {
@@ -107,6 +108,19 @@ public enum TerminalReport {
             text += table([["  metric", "scaling", "values", "fit"]] + rows)
         }
         return text
+    }
+
+    /// One more operation's cost, where a run varied the operation count: the slope with its
+    /// 95% interval, and what the loop costs once (the intercept).
+    static func marginalSection(_ results: [CellResult]) -> String {
+        let fits = MarginalCost.fits(results, metrics: headlineMetrics)
+        guard !fits.isEmpty else { return "" }
+        var rows: [[String]] = [["  group", "over", "metric", "per op", "once per loop", "cells"]]
+        for cost in fits {
+            let slope = number(cost.fit.slope) + (cost.margin.map { " ± " + number($0) } ?? " (2 counts: no interval)")
+            rows.append(["  " + cost.group, cost.axis, shortName(cost.metric), slope, number(cost.fit.intercept), String(cost.fit.points)])
+        }
+        return "\nmarginal cost (loop totals fitted against OPS, 95% interval):\n" + table(rows)
     }
 
     static func shortName(_ metric: String) -> String {
