@@ -175,10 +175,11 @@ public enum TerminalReport {
         return lines.isEmpty ? "" : lines.map { "  \($0)\n" }.joined()
     }
 
-    /// Counts outside the measured loop, per cell, for runs small enough to read them.
+    /// Counts outside the measured loop, per cell, for runs small enough to read them
+    /// (`maxPerCellDetailRows` cells at most).
     static func fixedCostSection(_ results: [CellResult]) -> String {
         let measured = results.filter { $0.counters?.scope == .measuredLoop }
-        guard !measured.isEmpty, measured.count <= maxFixedCostRows else { return "" }
+        guard !measured.isEmpty, measured.count <= maxPerCellDetailRows else { return "" }
         var rows: [[String]] = [["  cell", "fixed cost: IPIs", "probe hits"]]
         for result in measured {
             guard let counters = result.counters else { continue }
@@ -193,13 +194,13 @@ public enum TerminalReport {
         return "\noutside the measured loop (totals, set-up and teardown):\n" + table(rows)
     }
 
-    static let maxFixedCostRows = 16
+    static let maxPerCellDetailRows = 16
 
-    /// IPIs delivered per op by the callback their receivers ran, from the ipi tracepoints:
-    /// the sync's `tlb_remove_table_smp_sync` apart from TLB flushes and wake-ups.
+    /// Per op, from the ipi and csd tracepoints: the functions queued to other CPUs (the
+    /// sync's `tlb_remove_table_smp_sync` apart from TLB flushes and wake-ups) and the IPIs.
     static func senderSection(_ results: [CellResult]) -> String {
         let traced = results.filter { $0.counters?.ipiSenders != nil }
-        guard !traced.isEmpty, traced.count <= maxFixedCostRows else { return "" }
+        guard !traced.isEmpty, traced.count <= maxPerCellDetailRows else { return "" }
         var rows: [[String]] = [["  cell", "COUNTED", "per op: functions run on other CPUs, and the IPIs themselves (top 5)"]]
         for result in traced {
             guard let senders = result.counters?.ipiSenders else { continue }
