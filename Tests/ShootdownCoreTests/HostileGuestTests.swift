@@ -130,11 +130,7 @@ import Testing
         #expect(verdict.status == .fail)
         #expect(verdict.reason == #"kernel splat: WARNING: CPU: 1 PID: 88 at mm/x.c:1 \x1b[2J\x1b]0;owned\x07\u{202e}evil"#)
         #expect(verdict.checks.contains { $0.name == #"pool \x1b[2J\x1b]0;owned\x07\u{9b}31m"# })
-        let descriptor = CellDescriptor(id: "x86_64-cell", arch: .x86_64, kernel: "debian", kernelVersion: "6.12.117", kernelOrigin: "test",
-                                        accel: .tcg, paravirt: "default", vcpus: 2, memoryMiB: 1024, test: "t", parameters: [:])
-        let result = CellResult(cell: descriptor, status: verdict.status, reason: verdict.reason, checks: verdict.checks,
-                                counters: verdict.counters, metrics: verdict.metrics, splats: verdict.splats, guest: verdict.guest,
-                                timings: verdict.timings, consoleTail: verdict.consoleTail)
+        let result = SyntheticGuest.cellResult(verdict)
         let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
         #expect(!json.contains(#"\u001b"#) && !json.contains("\u{9b}") && !json.contains("\u{202e}"))
         var raw = result

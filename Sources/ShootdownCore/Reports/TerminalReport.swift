@@ -29,7 +29,7 @@ public enum TerminalReport {
                          seconds(result.timings.bootSeconds), seconds(result.timings.testSeconds),
                          seconds(result.timings.totalSeconds),
                          result.counters?.operations.map(String.init) ?? "-",
-                         scopeName(result.counters), ipiSummary(result), probeSummary(result)])
+                         result.counters.map { scopeName($0.scope) } ?? "-", ipiSummary(result), probeSummary(result)])
         }
         text += table(rows)
         text += legend(results)
@@ -157,9 +157,9 @@ public enum TerminalReport {
         return shown.isEmpty ? "-" : shown.joined(separator: "  ")
     }
 
-    static func scopeName(_ counters: CellCounters?) -> String {
-        guard let counters else { return "-" }
-        return counters.scope == .measuredLoop ? "loop" : "whole test"
+    /// Results written before the loop marks have no scope: they counted the whole test.
+    static func scopeName(_ scope: CounterScope?) -> String {
+        scope == .measuredLoop ? "loop" : "whole test"
     }
 
     /// What COUNTED and the marks mean, printed only when the table uses them.
@@ -206,7 +206,7 @@ public enum TerminalReport {
             guard let senders = result.counters?.ipiSenders else { continue }
             let mark = senders.lowerBound ? "≥" : ""
             let shown = senders.senders.prefix(5).map { "\($0.name) \(mark)\(number($0.perOperation ?? Double($0.ipis)))" }
-            rows.append(["  " + result.cell.id, senders.scope == .measuredLoop ? "loop" : "whole test",
+            rows.append(["  " + result.cell.id, scopeName(senders.scope),
                          shown.isEmpty ? "none" : shown.joined(separator: "  ")])
         }
         return "\nIPIs by sender (tracepoints ipi:ipi_send_cpu/_cpumask, csd:csd_queue_cpu):\n" + table(rows)
