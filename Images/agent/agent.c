@@ -64,7 +64,7 @@
 #define WINDOW_CAP (16u << 10)   /* raw and escaped: far above 8 vCPUs' /proc/interrupts */
 #define IPI_TRACE TRACEFS "/instances/shootdown-ipi" /* its own buffer: no kprobe events in it */
 #define IPI_TRACE_CAP (1u << 20)  /* raw ipi tracepoint text kept per test */
-#define PAGE_TABLES_SETTLE_MS 1000 /* longest wait for a test's page tables to be freed */
+#define PAGE_TABLES_SETTLE_MS 5000 /* longest wait for a test's page tables to be freed (RCU under a loaded TCG host) */
 /* virtio-console adds ports and names them asynchronously after probe. */
 #define PORT_WAIT_MS 5000
 /* How long to read a finished test's pipe that something still holds open. */
@@ -98,6 +98,7 @@ struct widening {
 
 struct plan {
 	long hugepages; /* -1: not requested */
+	bool batch;     /* "isolation batch": tests share this boot, see run_tests() */
 	struct widening widen;
 	struct probe *probes;
 	size_t nprobes;
@@ -660,6 +661,10 @@ static void read_plan(struct plan *plan)
 			if (!a)
 				fatal("plan line %d: watch without symbol", lineno);
 			buf_printf(&plan->widen.watch, "%s%s", plan->widen.watch.len ? "," : "", a);
+		} else if (!strcmp(key, "isolation")) {
+			if (!a || (strcmp(a, "batch") && strcmp(a, "cell")))
+				fatal("plan line %d: expected isolation batch|cell", lineno);
+			plan->batch = !strcmp(a, "batch");
 		} else if (!strcmp(key, "widen-comm")) {
 			if (!a || strlen(a) >= sizeof(plan->widen.comm))
 				fatal("plan line %d: widen-comm needs a name of at most 15 bytes", lineno);
@@ -1229,6 +1234,93 @@ static void emit_test(const struct test *t, const struct result *r,
 	buf_free(&rec);
 }
 
+
+/* ------------------------------------------------------------ batches */
+
+/*
+ * Global state a test may change and the next test in the same boot would see. Each is
+ * saved before a test and written back after it when it differs: a test killed by its
+ * timeout never ran its own restore.
+ */
+static const char *const global_knobs[] = {
+	"/sys/kernel/mm/transparent_hugepage/enabled",
+	"/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+	"/sys/kernel/mm/transparent_hugepage/defrag",
+	"/sys/kernel/mm/transparent_hugepage/khugepaged/defrag",
+	"/sys/kernel/mm/transparent_hugepage/khugepaged/pages_to_scan",
+	"/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs",
+	"/sys/kernel/mm/transparent_hugepage/khugepaged/alloc_sleep_millisecs",
+	"/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none",
+	HP_DIR "/nr_hugepages",
+	"/proc/sys/vm/nr_overcommit_hugepages",
+	"/proc/sys/vm/overcommit_memory",
+	"/proc/sys/kernel/io_uring_disabled",
+};
+#define NKNOBS (sizeof(global_knobs) / sizeof(global_knobs[0]))
+
+struct global_state {
+	char knob[NKNOBS][128]; /* the value to write back: a bracketed choice, or the whole text */
+	bool readable[NKNOBS];
+	long tainted;           /* /proc/sys/kernel/tainted */
+	long modules;           /* lines of /proc/modules */
+};
+
+static void read_global_state(struct global_state *g)
+{
+	struct buf b = { 0 };
+
+	for (size_t i = 0; i < NKNOBS; i++) {
+		g->readable[i] = read_file(global_knobs[i], 4096, &b) && b.len > 0;
+		if (g->readable[i]) {
+			char *open = strchr(b.p, '['), *close = open ? strchr(open, ']') : NULL;
+
+			if (open && close)
+				snprintf(g->knob[i], sizeof(g->knob[i]), "%.*s", (int)(close - open - 1), open + 1);
+			else
+				snprintf(g->knob[i], sizeof(g->knob[i]), "%.*s", (int)strcspn(b.p, "\n"), b.p);
+		}
+		buf_free(&b);
+	}
+	g->tainted = read_long("/proc/sys/kernel/tainted");
+	g->modules = 0;
+	if (read_file("/proc/modules", 1u << 20, &b))
+		for (size_t i = 0; i < b.len; i++)
+			g->modules += b.p[i] == '\n';
+	buf_free(&b);
+}
+
+/*
+ * After a test in a batch: knobs it changed are written back; why the batch must end
+ * (the test failed or was killed, the kernel was tainted by a splat, a module came or
+ * went), or NULL.
+ */
+static const char *restore_global_state(const struct global_state *before, const struct result *r)
+{
+	struct global_state now;
+
+	read_global_state(&now);
+	for (size_t i = 0; i < NKNOBS; i++) {
+		if (!before->readable[i] || !now.readable[i] || !strcmp(before->knob[i], now.knob[i]))
+			continue;
+		int fd = open(global_knobs[i], O_WRONLY | O_CLOEXEC);
+		bool ok = fd >= 0 && write(fd, before->knob[i], strlen(before->knob[i])) == (ssize_t)strlen(before->knob[i]);
+
+		if (fd >= 0)
+			close(fd);
+		agent_log(4, "%s changed to %s by the test: %s %s\n", global_knobs[i], now.knob[i],
+			  ok ? "restored" : "could not restore", before->knob[i]);
+		if (!ok)
+			return "a global setting could not be restored";
+	}
+	if (r->timed_out || r->signal || (r->exit_code != 0 && r->exit_code != 4))
+		return "the test did not pass";
+	if (now.tainted != before->tainted)
+		return "the kernel's taint flags changed (a splat)";
+	if (now.modules != before->modules)
+		return "a module was loaded or removed";
+	return NULL;
+}
+
 static void run_tests(const struct plan *plan)
 {
 	for (size_t i = 0; i < plan->ntests; i++) {
@@ -1237,9 +1329,15 @@ static void run_tests(const struct plan *plan)
 		struct window window = { 0 };
 		struct buf kmsg = { 0 }, ipi_trace = { 0 };
 		struct page_tables pt;
+		struct global_state global;
 		struct result r;
+		const char *batch_end = NULL;
 
-		agent_log(6, "test %s: start (timeout %lds)\n", t->id, t->timeout_s);
+		/* In a batch the start line is a warning, so that it reaches the console and the
+		 * host can tell which test a console line belongs to (loglevel=5). */
+		agent_log(plan->batch ? 4 : 6, "test %s: start (timeout %lds)\n", t->id, t->timeout_s);
+		if (plan->batch)
+			read_global_state(&global);
 		window_reset();
 		prepare_result(&r);
 		prepare_snapshot(&after);
@@ -1253,6 +1351,8 @@ static void run_tests(const struct plan *plan)
 		settle_page_tables(&pt);
 		ipi_trace_read(&ipi_trace);
 		window_read(&window);
+		if (plan->batch)
+			batch_end = restore_global_state(&global, &r);
 		kmsg_drain(&kmsg, KMSG_CAP);
 		emit_test(t, &r, &before, &after, &window, &pt, &ipi_trace, &kmsg);
 		for (size_t f = 0; f < WINDOW_FILES; f++)
@@ -1267,6 +1367,11 @@ static void run_tests(const struct plan *plan)
 		buf_free(&kmsg);
 		buf_free(&ipi_trace);
 		buf_free(&r.output);
+		if (batch_end && i + 1 < plan->ntests) {
+			/* The host runs the tests not run here in a fresh boot. */
+			agent_log(4, "batch ends after test %s: %s\n", t->id, batch_end);
+			break;
+		}
 	}
 }
 

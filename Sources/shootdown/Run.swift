@@ -98,9 +98,13 @@ struct ExecutionFlags: ParsableArguments {
     @Option(name: .long, help: "Name of the run folder (default: a timestamp).")
     var runID: String?
 
+    @Option(name: .long, help: "batch (default): cells that need the same guest run one after another in one boot; a failure, splat or changed global setting sends the rest to a fresh boot. cell: one boot per cell.")
+    var isolation: String = "batch"
+
     func options() throws -> ExecutionOptions {
         if let jobs, jobs < 1 { throw ShootdownError.usage("--jobs \(jobs): use 1 or more") }
-        return ExecutionOptions(jobs: jobs, shard: try shard.map(ExecutionOptions.parseShard), resume: resume, runID: runID)
+        return ExecutionOptions(jobs: jobs, shard: try shard.map(ExecutionOptions.parseShard), resume: resume, runID: runID,
+                                isolation: try parseChoice(isolation, as: Isolation.self, option: "--isolation"))
     }
 }
 

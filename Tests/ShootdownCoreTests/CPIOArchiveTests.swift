@@ -13,6 +13,19 @@ import Testing
     @Test func listingMatchesGolden() {
         GoldenFile.check(Self.image.listing, "initramfs-listing.txt")
         GoldenFile.check(Self.plan.text, "plan.txt")
+        var batch = Self.plan
+        batch.batch = true
+        batch.tests = ["t1", "t2"].map { .init(id: $0, timeoutSeconds: 225, path: "/shootdown/tests/\($0)") }
+        GoldenFile.check(batch.text, "plan-batch.txt")
+    }
+
+    /// Replayed guests read a boot's plan and programs back out of its archive.
+    @Test func filesReadBackFromTheArchive() {
+        let archive = Self.image.archive
+        #expect(CPIOArchive.file("/shootdown/plan", in: archive) == Data(Self.plan.text.utf8))
+        #expect(CPIOArchive.file("shootdown/tests/test", in: archive) == Data("test-binary!".utf8))
+        #expect(CPIOArchive.file("/shootdown/tests/none", in: archive) == nil)
+        #expect(CPIOArchive.file("/init", in: archive.prefix(200)) == nil)
     }
 
     /// The archive must be what the kernel's unpacker and GNU cpio read: list it with cpio.

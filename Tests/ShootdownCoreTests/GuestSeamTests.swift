@@ -56,10 +56,13 @@ final class ReplayWorld: @unchecked Sendable {
         String(boot.spec.name.dropFirst("shootdown-\(domainSafe(run))-".count))
     }
 
-    /// A guest that passes: a real console capture, and the records the agent would send.
-    static let passing: ReplayGuests.Source = { _ in
-        GuestRecording(console: try Data(contentsOf: fixture("console/x86_64-clean-boot-6.12.log")),
-                       records: Data(SyntheticGuest.passingStream.utf8))
+    /// A guest that passes every test of its plan: a real console capture with the
+    /// agent's start line for each test of a batch, and the records the agent would send.
+    static let passing: ReplayGuests.Source = { boot in
+        let ids = boot.testIDs
+        var console = try String(contentsOf: fixture("console/x86_64-clean-boot-6.12.log"), encoding: .utf8)
+        if ids.count > 1 { console += ids.map { "[    2.000000] \(GuestBatch.startLine($0)) (timeout 45s)\r\n" }.joined() }
+        return GuestRecording(console: Data(console.utf8), records: Data(SyntheticGuest.passingStream(ids: ids).utf8))
     }
 
     static func fixture(_ name: String) -> URL {
@@ -68,8 +71,10 @@ final class ReplayWorld: @unchecked Sendable {
 }
 
 extension SyntheticGuest {
-    /// boot, test and done records of a passing hugetlb-share-fork-exit cell.
-    static var passingStream: String { [boot(), test(), done].joined(separator: "\n") + "\n" }
+    /// boot, test and done records of passing hugetlb-share-fork-exit cells.
+    static func passingStream(ids: [String] = ["test"]) -> String {
+        ([boot()] + ids.map { test(id: $0) } + [done]).joined(separator: "\n") + "\n"
+    }
 }
 
 /// Records every command; "compiles" (`-o FILE`) by writing an executable file and
@@ -88,7 +93,10 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         }
         if let flag = command.arguments.firstIndex(of: "-o"), flag + 1 < command.arguments.count {
             let output = command.arguments[flag + 1]
-            _ = FileManager.default.createFile(atPath: output, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+            // The source rides along, so a replayed guest can tell which test it runs.
+            let source = command.arguments.last.flatMap { $0.hasSuffix(".c") ? FileManager.default.contents(atPath: $0) : nil }
+            _ = FileManager.default.createFile(atPath: output, contents: Data("#!/bin/sh\n".utf8) + (source ?? Data()),
+                                               attributes: [.posixPermissions: 0o755])
             return CommandOutput(status: 0)
         }
         return CommandOutput(status: 127, stderr: "RecordingRunner does not fake \(command)")
@@ -104,7 +112,10 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(clock.now - started < .seconds(10))
         #expect(outcome.results.count == 3)
         #expect(outcome.results.allSatisfy { $0.status == .pass }, "\(outcome.results.map { "\($0.status) \($0.reason ?? "")" })")
-        #expect(world.guests.boots.count == 3)
+        // One guest for the three cells: same kernel, machine and template.
+        #expect(world.guests.boots.count == 1)
+        #expect(outcome.results.map { $0.batch?.position } == [1, 2, 3])
+        #expect(Set(outcome.results.compactMap { $0.batch?.boot }).count == 1)
         #expect(world.guests.prepared == 1)
         // The agent and the test program, per cycles value: built once each.
         #expect(world.runner.builds.count == 4)
@@ -117,6 +128,21 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         // The owner is in the domain XML, for the sweep of a later run.
         let xml = try String(contentsOf: outcome.directory.cellDirectory(outcome.results[0].cell.id).appendingPathComponent("domain.xml"), encoding: .utf8)
         #expect(xml.contains("pid=\"\(getpid())\""))
+        // Each cell keeps only its own test record, and an image that runs it alone.
+        for (position, result) in outcome.results.enumerated() {
+            let folder = outcome.directory.cellDirectory(result.cell.id)
+            let records = GuestRecords.parse(try Data(contentsOf: folder.appendingPathComponent("records.jsonl")))
+            #expect(records.tests.map(\.id) == ["t\(position + 1)"] && records.boot != nil && records.finished)
+            let image = try Data(contentsOf: folder.appendingPathComponent("initramfs.cpio"))
+            #expect(ReplayGuests.Boot(spec: world.guests.boots[0].spec, initramfs: image).testIDs == ["test"])
+            #expect(try String(contentsOf: folder.appendingPathComponent("reproduce.sh"), encoding: .utf8)
+                .contains("It ran as test \(position + 1) of 3 in one boot"))
+        }
+
+        // --isolation cell: a boot per cell, as before batches.
+        let isolated = try world.run(nil, ExecutionOptions(jobs: 1, isolation: .cell))
+        #expect(world.guests.boots.count == 1 + 3)
+        #expect(isolated.results.allSatisfy { $0.status == .pass && $0.batch == nil })
     }
 
     /// `--jobs 4` runs four guests at once, whatever the host's core count: each replayed
@@ -136,16 +162,17 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(lock.withLock { most } == 4, "at most \(lock.withLock { most }) guests ran at once with --jobs 4 on \(ProcessInfo.processInfo.activeProcessorCount) cores")
     }
 
-    /// A recorded run replays: the same consoles and records judged again, cell by cell.
+    /// A recorded run replays: the same consoles and records judged again, cell by cell
+    /// (recordings are matched by cell, so both runs boot a guest per cell).
     @Test func aRecordedRunReplaysCellByCell() throws {
         let recorded = try ReplayWorld()
-        let original = try recorded.run()
+        let original = try recorded.run(nil, ExecutionOptions(jobs: 1, isolation: .cell))
         let world = try ReplayWorld()
         var context = world.context
         context.guests = ReplayGuests.recordedRun(original.directory.url)
         var request = world.request()
         request.kernels = [.file(path: recorded.kernel.path)]
-        let replayed = try RunPipeline(context: context).run(request, options: ExecutionOptions(jobs: 1))
+        let replayed = try RunPipeline(context: context).run(request, options: ExecutionOptions(jobs: 1, isolation: .cell))
         #expect(replayed.results.map(\.cell.id) == original.results.map(\.cell.id))
         #expect(replayed.results.map(\.status) == original.results.map(\.status))
         for result in replayed.results {
@@ -167,7 +194,7 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         context.activeDomains = registry
         let request = world.request()
         #expect(throws: RunInterrupted.self) {
-            try RunPipeline(context: context).run(request, options: ExecutionOptions(jobs: 1, runID: "cut"))
+            try RunPipeline(context: context).run(request, options: ExecutionOptions(jobs: 1, runID: "cut", isolation: .cell))
         }
         let directory = RunDirectory(url: world.results.appendingPathComponent("cut"))
         let before = try directory.results().map(\.cell.id)
@@ -175,7 +202,7 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(world.guests.destroyed.count == 1)
         let interrupted = ReplayWorld.cell(of: world.guests.boots[1], run: "cut")
 
-        let resumed = try world.run(request, ExecutionOptions(jobs: 1, resume: "cut"))
+        let resumed = try world.run(request, ExecutionOptions(jobs: 1, resume: "cut", isolation: .cell))
         let rebooted = world.guests.boots.dropFirst(2).map { ReplayWorld.cell(of: $0, run: "cut") }
         let all = resumed.results.map(\.cell.id)
         #expect(all.count == 3)
@@ -350,7 +377,7 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
             return try ReplayWorld.passing(boot)
         }
         do {
-            _ = try world.run(nil, ExecutionOptions(jobs: 1, runID: "lost"))
+            _ = try world.run(nil, ExecutionOptions(jobs: 1, runID: "lost", isolation: .cell))
             Issue.record("the run went on without its hypervisor")
         } catch let error as RunStopped {
             #expect("\(error)".contains("lost: libvirtd stopped"))

@@ -38,8 +38,8 @@ enum SyntheticGuest {
 
     static func test(output: String = passingTAP, exit: Int = 0, signal: Int = 0, timedOut: Bool = false,
                      freeAfter: Int = 24, kmsg: String = "", window: [String: Any]? = nil,
-                     pageTables: [String: Any]? = nil, ipiTrace: String? = nil) -> String {
-        json(["type": "test", "window": window ?? NSNull(), "page_tables_kb": pageTables ?? NSNull(), "ipi_trace": ipiTrace ?? NSNull(), "id": "test", "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
+                     pageTables: [String: Any]? = nil, ipiTrace: String? = nil, id: String = "test") -> String {
+        json(["type": "test", "window": window ?? NSNull(), "page_tables_kb": pageTables ?? NSNull(), "ipi_trace": ipiTrace ?? NSNull(), "id": id, "exit": exit, "signal": signal, "timed_out": timedOut, "wall_ns": 2_000_000_000,
               "output": output, "output_truncated": false,
               "interrupts_before": interruptsBefore, "interrupts_after": interruptsAfter,
               "kprobes_before": kprobesBefore, "kprobes_after": kprobesAfter,

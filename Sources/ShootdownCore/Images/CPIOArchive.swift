@@ -71,6 +71,29 @@ public enum CPIOArchive {
         return archive
     }
 
+    /// The contents of the regular file at `path` in a newc archive this type wrote, or nil.
+    /// For replayed guests, which read the plan a boot was given.
+    public static func file(_ path: String, in archive: Data) -> Data? {
+        let bytes = [UInt8](archive), want = path.hasPrefix("/") ? String(path.dropFirst()) : path
+        var offset = 0
+        func field(_ index: Int) -> Int? {
+            let start = offset + 6 + index * 8
+            guard start + 8 <= bytes.count else { return nil }
+            return Int(String(decoding: bytes[start..<start + 8], as: UTF8.self), radix: 16)
+        }
+        func aligned(_ value: Int) -> Int { (value + 3) & ~3 }
+        while offset + 110 <= bytes.count, bytes[offset..<offset + 6].elementsEqual("070701".utf8) {
+            guard let size = field(6), let nameSize = field(11), nameSize > 0 else { return nil }
+            let nameStart = offset + 110, dataStart = aligned(nameStart + nameSize)
+            guard dataStart + size <= bytes.count else { return nil }
+            let name = String(decoding: bytes[nameStart..<nameStart + nameSize - 1], as: UTF8.self)
+            if name == "TRAILER!!!" { return nil }
+            if name == want { return Data(bytes[dataStart..<dataStart + size]) }
+            offset = aligned(dataStart + size)
+        }
+        return nil
+    }
+
     private static func append(header fields: [UInt32], name: String, contents: Data, to archive: inout Data) {
         let nameBytes = Data(name.utf8) + Data([0])
         var header = "070701"

@@ -13,18 +13,23 @@ public struct GuestPlan: Sendable, Equatable {
     public var tests: [TestStep]
     /// Points for the widening module; nil leaves it unloaded.
     public var widening: WideningPlan?
+    /// The tests are several cells sharing this boot: the agent restores global knobs
+    /// after each, ends the boot after a failure or splat, and logs each start on the console.
+    public var batch: Bool
 
-    public init(hugepages: Int, probes: [String], tests: [TestStep], widening: WideningPlan? = nil) {
+    public init(hugepages: Int, probes: [String], tests: [TestStep], widening: WideningPlan? = nil, batch: Bool = false) {
         self.hugepages = hugepages
         self.probes = probes
         self.tests = tests
         self.widening = widening
+        self.batch = batch
     }
 
     public var text: String {
         var lines = ["version 1", "hugepages \(hugepages)"]
         lines += probes.map { "probe \($0)" }
         lines += widening?.planLines ?? []
+        if batch { lines.append("isolation batch") }
         lines += tests.map { "test \($0.id) \($0.timeoutSeconds) \($0.path)" }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -13,66 +13,87 @@ public struct MatrixPlan: Sendable {
         public var repeatIndex: Int?
         public var accel: Accelerator
         public var skipReason: String?
+        /// What the cell adds to the run: its boot's cost when it is the boot's first cell.
         public var estimatedSeconds: Double
+        /// The guest boot it runs in (1-based); nil for a skipped cell.
+        public var boot: Int?
     }
 
     public var entries: [Entry]
     public var jobs: Int
+    /// Entry indices per guest boot, as the run will group them (CellPlanner).
+    public var boots: [[Int]]
 
-    /// Seconds per cell measured on a 2-core host under TCG (BENCHMARKS.md); KVM is
-    /// taken as 3 s. A paravirt-on cell under TCG is skipped and costs nothing.
-    static func estimate(arch: Arch, accel: Accelerator) -> Double {
+    /// Seconds measured on a 2-core host under TCG (BENCHMARKS.md): a boot to the agent
+    /// and power-off, and one default-size test; KVM is taken as 2.5 s and 0.5 s. A
+    /// paravirt-on cell under TCG is skipped and costs nothing.
+    static func bootSeconds(arch: Arch, accel: Accelerator) -> Double {
         switch (accel, arch) {
-        case (.kvm, _): return 3
-        case (.tcg, .x86_64): return 6.5
-        case (.tcg, .aarch64): return 5.5
+        case (.kvm, _): return 2.5
+        case (.tcg, .x86_64): return 5.5
+        case (.tcg, .aarch64): return 4.5
         }
     }
+
+    static func testSeconds(accel: Accelerator) -> Double { accel == .kvm ? 0.5 : 1 }
 
     public init(request: RunRequest, options: ExecutionOptions, context: ToolContext, catalog: TemplateCatalog) throws {
         try request.validate()
         let resolver = KernelResolver(context: context)
         let probe = try? AccelProbe(context: context)
-        var entries: [Entry] = []
+        var kernels: [(spec: KernelSpec, arch: Arch, accel: Accelerator)] = []
         for kernel in request.kernels {
             for arch in try request.arches ?? resolver.naturalArches(kernel) {
                 // Without a cached probe verdict the plan assumes TCG, the slower case.
                 let decision = probe?.decisionWithoutProbe(arch: arch, choice: request.accel)
-                let accel = decision?.accel ?? (request.accel == .kvm ? .kvm : .tcg)
-                for paravirt in request.paravirt {
-                    for vcpus in request.vcpus {
-                        for selection in request.tests {
-                            for instance in try catalog.template(named: selection.name).instances(overrides: selection.parameters) {
-                                for repeatIndex in 1...request.repeats {
-                                    let skip = accel == .tcg && paravirt == .on ? "paravirt on needs KVM" : nil
-                                    entries.append(Entry(kernel: kernel.description, arch: arch, paravirt: paravirt, vcpus: vcpus,
-                                                         test: selection.name, parameters: instance.parameterText,
-                                                         repeatIndex: request.repeats > 1 ? repeatIndex : nil, accel: accel,
-                                                         skipReason: skip,
-                                                         estimatedSeconds: skip == nil ? Self.estimate(arch: arch, accel: accel) : 0))
-                                }
-                            }
-                        }
-                    }
-                }
+                kernels.append((kernel, arch, decision?.accel ?? (request.accel == .kvm ? .kvm : .tcg)))
             }
         }
-        self.entries = options.slice(entries)
+        var tests: [(name: String, instance: TestInstance)] = []
+        for selection in request.tests {
+            tests += try catalog.template(named: selection.name).instances(overrides: selection.parameters).map { (selection.name, $0) }
+        }
+        let points = options.slice(CellPlanner.expand(kernels: kernels.count, paravirt: request.paravirt, vcpus: request.vcpus,
+                                                      tests: tests.count, repeats: request.repeats))
         jobs = options.resolvedJobs(guestMemoryMiB: request.memoryMiB)
+        let skips = points.map { point in
+            CellPlanner.skipReason(accel: kernels[point.kernel].accel, paravirt: point.paravirt, accelReason: "plan")
+        }
+        // The run's key also holds probes and widening, which follow from the template.
+        struct GuestKey: Hashable { var kernel: Int, paravirt: Paravirt?, vcpus: Int, template: String }
+        boots = CellPlanner.batches(keys: zip(points, skips).map { point, skip in
+            skip == nil ? GuestKey(kernel: point.kernel, paravirt: point.paravirt, vcpus: point.vcpus, template: tests[point.test].name) : nil
+        }, isolation: options.isolation, jobs: jobs)
+        var bootOf: [Int: (number: Int, first: Bool)] = [:]
+        for (number, boot) in boots.enumerated() {
+            for (position, index) in boot.enumerated() { bootOf[index] = (number + 1, position == 0) }
+        }
+        entries = zip(points, skips).enumerated().map { index, element in
+            let (point, skip) = element
+            let kernel = kernels[point.kernel], test = tests[point.test]
+            let place = bootOf[index]!
+            let seconds = skip != nil ? 0
+                : (place.first ? Self.bootSeconds(arch: kernel.arch, accel: kernel.accel) : 0) + Self.testSeconds(accel: kernel.accel)
+            return Entry(kernel: kernel.spec.description, arch: kernel.arch, paravirt: point.paravirt, vcpus: point.vcpus,
+                         test: test.name, parameters: test.instance.parameterText, repeatIndex: point.repeatIndex,
+                         accel: kernel.accel, skipReason: skip.map { _ in "paravirt on needs KVM" },
+                         estimatedSeconds: seconds, boot: skip == nil ? place.number : nil)
+        }
     }
 
     public var estimatedSeconds: Double { entries.map(\.estimatedSeconds).reduce(0, +) / Double(jobs) }
 
     public var text: String {
-        var rows: [[String]] = [["#", "KERNEL", "ARCH", "ACCEL", "PARAVIRT", "VCPUS", "TEST", "PARAMETERS", "NOTE"]]
+        var rows: [[String]] = [["#", "BOOT", "KERNEL", "ARCH", "ACCEL", "PARAVIRT", "VCPUS", "TEST", "PARAMETERS", "NOTE"]]
         for (index, entry) in entries.enumerated() {
-            rows.append([String(index + 1), entry.kernel, entry.arch.rawValue, entry.accel.rawValue,
+            rows.append([String(index + 1), entry.boot.map(String.init) ?? "-", entry.kernel, entry.arch.rawValue, entry.accel.rawValue,
                          entry.paravirt?.rawValue ?? "default", String(entry.vcpus), entry.test,
                          entry.parameters + (entry.repeatIndex.map { " (repeat \($0))" } ?? ""), entry.skipReason.map { "SKIP: \($0)" } ?? ""])
         }
         let minutes = estimatedSeconds / 60
+        let booting = boots.filter { entries[$0[0]].boot != nil }.count
         return TerminalReport.table(rows)
-            + String(format: "\n%d cells, %d at a time: about %.0f s (%.1f min) plus kernel downloads and builds\n",
-                     entries.count, jobs, estimatedSeconds, minutes)
+            + String(format: "\n%d cells in %d boot(s), %d at a time: about %.0f s (%.1f min) plus kernel downloads and builds\n",
+                     entries.count, booting, jobs, estimatedSeconds, minutes)
     }
 }

@@ -53,9 +53,6 @@ public struct Cell: Sendable, Codable, Equatable {
 
     /// Why this cell cannot run here, before any boot.
     public var skipReason: String? {
-        if accel == .tcg && paravirt == .on {
-            return "paravirt on needs KVM: TCG exposes no KVM paravirt features (\(accelReason))"
-        }
-        return nil
+        CellPlanner.skipReason(accel: accel, paravirt: paravirt, accelReason: accelReason)
     }
 }

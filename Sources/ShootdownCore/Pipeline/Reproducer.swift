@@ -2,7 +2,9 @@ import Foundation
 
 /// reproduce.sh: the cell again, three ways.
 enum Reproducer {
-    static func script(cell: Cell, spec: DomainSpec, libvirtURI: String) -> String {
+    /// A cell that shared its boot (`batch`) is reproduced alone: its folder's initramfs
+    /// holds only its own test, and domain.xml is the shared boot's.
+    static func script(cell: Cell, spec: DomainSpec, libvirtURI: String, batch: BatchPlacement? = nil) -> String {
         var local = spec
         local.kernel = cell.kernel.kernel.path
         local.initrd = "initramfs.cpio"
@@ -19,7 +21,7 @@ enum Reproducer {
         #!/bin/sh
         # Reproduces cell \(cell.id) without libvirt: the same kernel, initramfs and
         # command line as the domain in domain.xml. The console goes to repro-console.log,
-        # the agent's records to repro-records.jsonl.
+        # the agent's records to repro-records.jsonl.\(batch.map { "\n# It ran as test \($0.position) of \($0.size) in one boot (\($0.boot)); this runs it alone." } ?? "")
         #   through shootdown: \(rerun.map(shellQuoted).joined(separator: " "))
         #   through libvirt:   virsh -c \(libvirtURI) create domain.xml  (after staging the files it names)
         set -e

@@ -67,10 +67,12 @@ public struct RunPipeline: Sendable {
         let finished = Set(try directory.results().map(\.cell.id))
         let pending = cells.filter { !finished.contains($0.cell.id) }
         let jobs = options.resolvedJobs(guestMemoryMiB: request.memoryMiB)
+        let boots = CellPlanner.batches(keys: pending.map { guestKey($0.cell, $0.test) }, isolation: options.isolation, jobs: jobs)
         context.log("run \(directory.runID): \(cells.count) cell(s)" + (finished.isEmpty ? "" : ", \(cells.count - pending.count) already done")
+                    + (boots.count < pending.count ? " in \(boots.count) boot(s)" : "")
                     + ", \(jobs) at a time → \(directory.url.path)")
         do {
-            try execute(pending, jobs: min(jobs, max(1, pending.count)), assets: assets, directory: directory,
+            try execute(pending, boots: boots, jobs: min(jobs, max(1, boots.count)), assets: assets, directory: directory,
                         alreadyDone: cells.count - pending.count, total: cells.count, onCell: onCell)
         } catch let error as RunInterrupted {
             throw error
@@ -138,29 +140,55 @@ public struct RunPipeline: Sendable {
         }
     }
 
-    /// Runs cells on `jobs` workers, each with its own guest launcher (a libvirt
-    /// connection), and persists each finished cell. The first harness exception stops
-    /// the other workers.
-    func execute(_ cells: [(cell: Cell, test: PlannedTest)], jobs: Int, assets: [Arch: ArchAssets], directory: RunDirectory,
-                 alreadyDone: Int, total: Int, onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
+    /// Runs boots on `jobs` workers, each with its own guest launcher (a libvirt
+    /// connection), and persists each finished cell: a boot's cells are on disk before
+    /// its worker starts another. Cells a batch did not reach go back on the board for a
+    /// fresh boot. The first harness exception stops the other workers.
+    func execute(_ cells: [(cell: Cell, test: PlannedTest)], boots: [[Int]], jobs: Int, assets: [Arch: ArchAssets],
+                 directory: RunDirectory, alreadyDone: Int, total: Int,
+                 onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
         guard !cells.isEmpty else { return }
-        let board = WorkBoard(count: cells.count, alreadyDone: alreadyDone, total: total)
+        let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total)
         let registry = context.activeDomains
         Workers.run(jobs) { _ in
             do {
                 let launcher = try context.guests.launcher(context: context)
                 defer { launcher.waitForTeardowns() }
-                while let index = board.next() {
-                    let (cell, planned) = cells[index]
-                    context.log("[\(board.started)/\(total)] \(cell.id)")
-                    var (result, artifacts) = try runCell(cell, test: planned, assets: assets[cell.arch]!,
-                                                          launcher: launcher, runID: directory.runID)
-                    applyExpectations(planned.expectations, to: &result)
-                    // A guest we destroyed on Ctrl-C is no result: leave the cell for --resume.
-                    if registry.isInterrupted { break }
-                    // Persist: on disk before the cell counts as done, so an interrupted run loses nothing finished.
-                    let cellDirectory = try directory.write(result, artifacts: artifacts)
-                    onCell(result, cellDirectory, board.finish(result, seconds: result.timings.totalSeconds, jobs: jobs))
+                while let (boot, ordinal) = board.next() {
+                    let members = boot.map { cells[$0] }
+                    context.log(boot.count == 1 ? "[\(ordinal)/\(total)] \(members[0].cell.id)"
+                                : "[\(ordinal)–\(ordinal + boot.count - 1)/\(total)] one boot: "
+                                + members.map(\.cell.id).joined(separator: ", "))
+                    let ran: [(result: CellResult, artifacts: RunDirectory.CellArtifacts)], notRun: [Int]
+                    do {
+                        if boot.count == 1 {
+                            (ran, notRun) = ([try runCell(members[0].cell, test: members[0].test, assets: assets[members[0].cell.arch]!,
+                                                          launcher: launcher, runID: directory.runID)], [])
+                        } else {
+                            let outcome = try runBatch(members, assets: assets[members[0].cell.arch]!, launcher: launcher,
+                                                       runID: directory.runID)
+                            (ran, notRun) = (outcome.ran, outcome.notRun.map { boot[$0] })
+                        }
+                    } catch {
+                        board.settle(notRun: [])
+                        throw error
+                    }
+                    // A guest we destroyed on Ctrl-C is no result: leave its cells for --resume.
+                    if registry.isInterrupted {
+                        board.settle(notRun: [])
+                        break
+                    }
+                    for (index, judged) in ran.enumerated() {
+                        var result = judged.result
+                        applyExpectations(cells[boot[index]].test.expectations, to: &result)
+                        // Persist: on disk before the cell counts as done, so an interrupted run loses nothing finished.
+                        let cellDirectory = try directory.write(result, artifacts: judged.artifacts)
+                        onCell(result, cellDirectory, board.finish(result, seconds: result.timings.totalSeconds, jobs: jobs))
+                    }
+                    if !notRun.isEmpty {
+                        context.log("  the boot ended after \(ran.count) of \(boot.count) cell(s); \(notRun.count) go to a fresh boot")
+                    }
+                    board.settle(notRun: notRun)
                 }
             } catch {
                 board.abort(error)
@@ -251,8 +279,8 @@ public struct RunPipeline: Sendable {
         return decisions
     }
 
-    /// kernel × paravirt × vCPU count × test instance × repeat, in that order. A
-    /// parameter that takes several values names every cell it appears in (`…-gib4`).
+    /// The cells, in CellPlanner's order. A parameter that takes several values names
+    /// every cell it appears in (`…-gib4`).
     func expandCells(_ request: RunRequest, kernels: [KernelImage], decisions: [Arch: AccelDecision],
                      tests: [PlannedTest]) -> [(cell: Cell, test: PlannedTest)] {
         var swept: [String: [String]] = [:]
@@ -260,64 +288,64 @@ public struct RunPipeline: Sendable {
             let parameters = group[0].instance.parameters.map(\.name)
             swept[name] = parameters.filter { parameter in Set(group.compactMap { $0.instance.values[parameter] }).count > 1 }
         }
-        var cells: [(cell: Cell, test: PlannedTest)] = []
-        for kernel in kernels {
-            let decision = decisions[kernel.arch]!
-            for paravirt in request.paravirt {
-                for vcpus in request.vcpus {
-                    for planned in tests {
-                        for repeatIndex in 1...request.repeats {
-                            cells.append((Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason,
-                                               paravirt: paravirt, vcpus: vcpus, memoryMiB: request.memoryMiB,
-                                               instance: planned.test.instance,
-                                               sweptParameters: swept[planned.test.instance.test] ?? [],
-                                               timeoutSeconds: request.timeoutSeconds,
-                                               repeatIndex: request.repeats > 1 ? repeatIndex : nil), planned))
-                        }
-                    }
-                }
-            }
+        let points = CellPlanner.expand(kernels: kernels.count, paravirt: request.paravirt, vcpus: request.vcpus,
+                                        tests: tests.count, repeats: request.repeats)
+        return points.map { point in
+            let kernel = kernels[point.kernel], planned = tests[point.test], decision = decisions[kernel.arch]!
+            return (Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason, paravirt: point.paravirt,
+                         vcpus: point.vcpus, memoryMiB: request.memoryMiB, instance: planned.test.instance,
+                         sweptParameters: swept[planned.test.instance.test] ?? [], timeoutSeconds: request.timeoutSeconds,
+                         repeatIndex: point.repeatIndex), planned)
         }
-        return cells
     }
 
     /// One cell: image, boot, judge (persisting is the caller's).
     func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: any GuestLaunching, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
         let test = planned.test
-        var artifacts = RunDirectory.CellArtifacts()
         if let reason = cell.skipReason {
             let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,
                                     metrics: [:], splats: [], guest: nil, timings: CellTimings(totalSeconds: 0),
                                     repeatIndex: cell.repeatIndex)
-            return (result, artifacts)
+            return (result, RunDirectory.CellArtifacts())
         }
         let widening = wideningRequest(test, kernel: cell.kernel, off: planned.wideningOff)
         let image = try guestImage(cell, test: test, assets: assets, widening: widening)
         let archive = image.archive
         let (spec, outcome) = try boot(cell, archive: archive, launcher: launcher, runID: runID)
-        let programID = Self.programID
         let console = String(decoding: outcome.console, as: UTF8.self)
         // Console records only where the host cannot know the kernel has a result port:
         // every kernel with a known config was checked for virtio-serial (PROTOCOL.md).
         let collected = GuestRecords.collect(port: outcome.results, console: console, consoleFallback: cell.kernel.config == nil)
-        let records = collected.records
-        var input = VerdictBuilder.Input(testID: programID, operation: test.operation, probes: test.probes,
+        var (result, artifacts) = judge(cell, test: planned, testID: Self.programID, console: console, records: collected.records,
+                                        fromConsole: collected.fromConsole, timedOut: outcome.timedOut, outcome: outcome,
+                                        widening: widening)
+        artifacts.console = outcome.console
+        artifacts.records = collected.stream
+        artifacts.initramfs = archive
+        artifacts.initramfsListing = image.listing
+        artifacts.reproducer = Reproducer.script(cell: cell, spec: spec, libvirtURI: context.libvirtURI)
+        return (result, artifacts)
+    }
+
+    /// One cell's verdict from what its test produced: the records it may see, and the
+    /// console of its boot (a batch passes the boot's lines and the test's own).
+    func judge(_ cell: Cell, test planned: PlannedTest, testID: String, console: String, records: GuestRecords,
+               fromConsole: Bool, timedOut: Bool, outcome: GuestOutcome,
+               widening: WideningRequest?) -> (CellResult, RunDirectory.CellArtifacts) {
+        let test = planned.test
+        var input = VerdictBuilder.Input(testID: testID, operation: test.operation, probes: test.probes,
                                          probeChecks: test.probeChecks, console: console, records: records,
-                                         timedOut: outcome.timedOut, startError: outcome.startError, wall: outcome.wall,
+                                         timedOut: timedOut, startError: outcome.startError, wall: outcome.wall,
                                          startLatency: outcome.startLatency, timeoutSeconds: cell.timeoutSeconds)
-        input.recordsFromConsole = collected.fromConsole
+        input.recordsFromConsole = fromConsole
         input.paravirt = cell.paravirt.map { ($0, cell.arch) }
         input.widening = widening
         input.evidence = test.evidence
         let verdict = VerdictBuilder.judge(input)
-        artifacts.console = outcome.console
-        artifacts.records = collected.stream
+        var artifacts = RunDirectory.CellArtifacts()
         artifacts.dmesg = records.boot?.dmesg
-        artifacts.testOutput = records.tests.first?.output
+        artifacts.testOutput = records.tests.first { $0.id == testID }?.output
         artifacts.domainXML = outcome.domainXML
-        artifacts.initramfs = archive
-        artifacts.initramfsListing = image.listing
-        artifacts.reproducer = Reproducer.script(cell: cell, spec: spec, libvirtURI: context.libvirtURI)
         var result = CellResult(cell: cell.descriptor, status: verdict.status, reason: verdict.reason,
                                 checks: verdict.checks, counters: verdict.counters, metrics: verdict.metrics,
                                 splats: verdict.splats, guest: verdict.guest, timings: verdict.timings,
@@ -342,16 +370,17 @@ extension RunPipeline {
     /// The initramfs: agent, plan, test program, the kernel's channel modules and, where the
     /// test widens and a module was built for this kernel, the widening module.
     func guestImage(_ cell: Cell, test: RenderedTest, assets: ArchAssets, widening: WideningRequest? = nil) throws -> GuestImage {
-        // The agent kills a hung test well before the host gives up on the whole guest.
-        let testTimeout = max(5, cell.timeoutSeconds * 3 / 4)
         let programID = Self.programID
         let module = widening?.availability == .module ? try cell.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
         let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
-                             tests: [.init(id: programID, timeoutSeconds: testTimeout, path: "/shootdown/tests/\(programID)")],
+                             tests: [.init(id: programID, timeoutSeconds: Self.testTimeout(cell), path: "/shootdown/tests/\(programID)")],
                              widening: module == nil ? nil : widening?.plan)
         return GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
                           modules: try cell.kernel.moduleFiles(), wideningModule: module)
     }
+
+    /// The agent kills a hung test well before the host gives up on the whole guest.
+    static func testTimeout(_ cell: Cell) -> Int { max(5, cell.timeoutSeconds * 3 / 4) }
 
     /// Boots the cell's guest; returns the spec it booted (for the reproducer) and what came back.
     func boot(_ cell: Cell, archive: Data, launcher: any GuestLaunching, runID: String) throws -> (DomainSpec, GuestOutcome) {

@@ -99,17 +99,21 @@ public struct ExecutionOptions: Sendable, Equatable {
     /// Continue this run folder, skipping cells with a complete result.
     public var resume: String?
     public var runID: String?
+    /// Whether cells that need the same guest share one boot (see CellPlanner).
+    public var isolation: Isolation
 
-    public init(jobs: Int? = nil, shard: (index: Int, count: Int)? = nil, resume: String? = nil, runID: String? = nil) {
+    public init(jobs: Int? = nil, shard: (index: Int, count: Int)? = nil, resume: String? = nil, runID: String? = nil,
+                isolation: Isolation = .batch) {
         self.jobs = jobs
         self.shard = shard
         self.resume = resume
         self.runID = runID
+        self.isolation = isolation
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.jobs == rhs.jobs && lhs.shard?.index == rhs.shard?.index && lhs.shard?.count == rhs.shard?.count
-            && lhs.resume == rhs.resume && lhs.runID == rhs.runID
+            && lhs.resume == rhs.resume && lhs.runID == rhs.runID && lhs.isolation == rhs.isolation
     }
 
     /// The shard as `I/N`, as run.json records it.

@@ -143,9 +143,11 @@ public struct CellResult: Sendable, Codable, Equatable {
     public var repeatIndex: Int?
     /// Race tests: whether the widening module was armed and how often it fired.
     public var widening: WideningSummary?
+    /// Set when the cell shared its guest boot with other cells (`--isolation batch`).
+    public var batch: BatchPlacement?
 
     enum CodingKeys: String, CodingKey {
-        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings, expectations, widening
+        case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings, expectations, widening, batch
         case consoleTail = "console_tail", repeatIndex = "repeat"
     }
 }

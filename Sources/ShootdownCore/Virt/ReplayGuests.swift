@@ -25,6 +25,16 @@ public final class ReplayGuests: GuestHost, @unchecked Sendable {
     public struct Boot: Sendable {
         public var spec: DomainSpec
         public var initramfs: Data
+
+        /// The ids of the tests the boot's plan holds, in order: one for a single cell,
+        /// several for a batch.
+        public var testIDs: [String] {
+            let plan = CPIOArchive.file("/shootdown/plan", in: initramfs).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            return plan.split(separator: "\n").compactMap { line in
+                let fields = line.split(separator: " ")
+                return fields.count == 4 && fields[0] == "test" ? String(fields[1]) : nil
+            }
+        }
     }
 
     public typealias Source = @Sendable (Boot) throws -> GuestRecording
@@ -40,7 +50,8 @@ public final class ReplayGuests: GuestHost, @unchecked Sendable {
     }
 
     /// Replays the cells of an earlier run (its console.log and records.jsonl), matched
-    /// by cell id: a recorded run re-judged by today's parsers.
+    /// by cell id: a recorded run re-judged by today's parsers. Both runs boot a guest per
+    /// cell (`--isolation cell`): a batch boot is named after its first cell only.
     public static func recordedRun(_ directory: URL) -> ReplayGuests {
         ReplayGuests { boot in
             let cells = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
