@@ -75,6 +75,28 @@ import Testing
         #expect(result.reason?.hasPrefix("check failed: data integrity") == true, "\(result.reason ?? "")")
     }
 
+    /// A batch on real guests, both arches: a cell whose guest check fails ends its boot
+    /// (the agent sees a test that did not pass), the cells after it run in a fresh boot,
+    /// and every cell gets the verdict a boot of its own gives (brokenGuestCheckIsFail).
+    @Test func aFailingCellEndsItsBatchAndTheRestRunInAFreshBoot() throws {
+        let results = try Self.run(RunRequest(tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["cycles=2,3", "fault=none,corrupt"])],
+                                              timeoutSeconds: 120))
+        #expect(results.count == 8)
+        for arch in [Arch.x86_64, .aarch64] {
+            let cells = results.filter { $0.cell.arch == arch }
+            for result in cells {
+                let corrupt = result.cell.parameters["fault"]?.description == "corrupt"
+                #expect(result.status == (corrupt ? .fail : .pass), "\(result.cell.id): \(result.reason ?? "")")
+                if corrupt { #expect(result.reason?.hasPrefix("check failed: data integrity") == true, "\(result.reason ?? "")") }
+            }
+            // Two boots: the first ended after its failing cell, the second ran the two left.
+            let boots = Dictionary(grouping: cells, by: { $0.batch?.boot ?? "alone" })
+            #expect(boots.count == 2, "\(arch): \(boots.keys.sorted())")
+            #expect(boots.values.map { $0.map { $0.batch?.size ?? 0 } }.map(Set.init).sorted { $0.first! > $1.first! } == [[4], [2]])
+            #expect(cells.allSatisfy { ($0.batch?.position == 2) == ($0.status == .fail) })
+        }
+    }
+
     /// Debian 6.1 builds virtio and virtio_console as modules: the image must carry and
     /// load them, or the result channel never appears.
     @Test func debian61LoadsItsVirtioModules() throws {
