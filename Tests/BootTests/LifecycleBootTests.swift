@@ -77,13 +77,14 @@ import Testing
         FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-\(name)-\(getpid())-\(UUID().uuidString.prefix(6))")
     }
 
-    /// SIGKILL runs no clean-up: the guest and its stage folder stay. The next run names
+    /// SIGKILL runs no clean-up: the guest and its stage folder stay. (A boot per cell, so
+    /// that a cell is finished while the next one's guest runs; batches: GuestBatchTests.) The next run names
     /// and destroys them (their owner is gone), and the killed run resumes to the end.
     @Test func sigkillMidRunThenTheNextRunSweepsAndResumes() throws {
         try Self.require()
         let results = Self.temporary("sigkill")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150"]
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell"]
         let runID = "killed-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
         launched.waitForFirstCell()
@@ -120,7 +121,7 @@ import Testing
         try Self.require()
         let results = Self.temporary("signal\(signalNumber)")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150"]
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell"]
         let runID = "signal\(signalNumber)-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
         launched.waitForFirstCell()
@@ -189,7 +190,7 @@ import Testing
         let proxy = try Self.socketProxy(listen: socket, to: "/var/run/libvirt/libvirt-sock")
         defer { if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) } }
         // TCG: a new URI has no cached probe verdict, and the probe would boot for 20 s.
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3,4", "--jobs", "1", "--timeout", "150", "--accel", "tcg"]
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3,4", "--jobs", "1", "--timeout", "150", "--accel", "tcg", "--isolation", "cell"]
         let runID = "lost-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID, "--libvirt-uri", "qemu+unix:///system?socket=\(socket)"],
                                     results: results, runID: runID, environment: ["SHOOTDOWN_STAGE": Self.stage.path])

@@ -31,14 +31,15 @@ import Testing
     }
 
     /// Ctrl-C mid-run destroys the running guest and leaves a run that --resume finishes
-    /// with exactly the planned cells, none run twice.
+    /// with exactly the planned cells, none run twice (a boot per cell, so that one is
+    /// finished while the next runs; an interrupted batch: GuestBatchTests).
     @Test func interruptedRunResumes() throws {
         let binary = Self.root.appendingPathComponent(".build/debug/shootdown")
         // `swift test` builds every product; a nested `swift build` would wait on its lock.
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "no \(binary.path): build with swift build first")
         let results = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-resume-\(getpid())")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["run", "--arch", "x86_64", "--param", "cycles=2,3,4", "--results", results.path, "--jobs", "1"]
+        let arguments = ["run", "--arch", "x86_64", "--param", "cycles=2,3,4", "--results", results.path, "--jobs", "1", "--isolation", "cell"]
         let run = results.appendingPathComponent("interrupted")
 
         let process = Process()

@@ -13,8 +13,9 @@ import Testing
         func evaluate(commit: String, tree: URL) throws -> (outcome: StepOutcome, summary: String) {
             if let failAfter, calls.count >= failAfter { throw ShootdownError.usage("interrupted") }
             calls.append(commit)
-            let text = (try? String(contentsOf: tree.appendingPathComponent("outcome"), encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) ?? "missing"
+            // The commit is read from the user's tree's object store: nothing checks it out.
+            let show = try? ProcessRunner().run(Command("git", ["-C", tree.path, "show", "\(commit):outcome"]), timeout: nil)
+            let text = show.flatMap { $0.succeeded ? $0.stdout : nil }?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "missing"
             switch text {
             case "good": return (.good, "sync 1.00")
             case "bad": return (.bad, "sync 2.00")
@@ -57,8 +58,37 @@ import Testing
         #expect(result.subject.hasSuffix("commit 5"))
         #expect(result.measurement == "sync 2.00")
         #expect(stub.calls.count <= 6)
-        // The user's working tree was never touched.
+        // The user's working tree was never touched, and the bisect's own worktree holds
+        // its state only: builds happen in the tree's one shared worktree.
         #expect(try String(contentsOf: repo.appendingPathComponent("outcome"), encoding: .utf8) == "bad")
+        let bisectFolders = try FileManager.default.contentsOfDirectory(atPath: context.paths.cache.appendingPathComponent("bisect").path)
+        for folder in bisectFolders where !folder.hasSuffix(".json") {
+            #expect(!FileManager.default.fileExists(atPath: context.paths.cache.appendingPathComponent("bisect/\(folder)/outcome").path))
+        }
+    }
+
+    /// A real step runs the spec on `git:TREE@COMMIT`: the worktree and build folder that
+    /// `run --kernel git:TREE@REF` uses, whatever the ref.
+    @Test func aStepBuildsWhereRunsOfTheTreeBuild() throws {
+        let (repo, commits, context) = try Self.repository(["good", "bad"])
+        defer { try? FileManager.default.removeItem(at: repo.deletingLastPathComponent()) }
+        var spec = RunRequest(tests: [TestSelection(name: RunRequest.defaultTest)])
+        spec.configFragments = ["/spec.config"]
+        let evaluator = BuildAndRunEvaluator(request: spec, arches: [.aarch64], criterion: .status(.fail),
+                                             configFragments: [URL(fileURLWithPath: "/user.config")], context: context)
+        let request = evaluator.request(commit: commits[1], tree: repo)
+        #expect(request.kernels == [.git(tree: repo.path, ref: commits[1])])
+        #expect(request.arches == [.aarch64])
+        #expect(request.configFragments == ["/spec.config", "/user.config"])
+        var withFragments = context
+        withFragments.paths.resources = Repository.root
+        let builder = KernelBuilder(context: withFragments)
+        let first = KernelBuilder.Source(path: builder.worktree(of: repo), commit: commits[0], origin: "", treeKey: ContentHash.of(repo.path))
+        var second = first
+        second.commit = commits[1]
+        #expect(try builder.buildDirectory(source: first, arch: .x86_64) == builder.buildDirectory(source: second, arch: .x86_64))
+        #expect(KernelBuilder.makeVariables(.x86_64, output: URL(fileURLWithPath: "/o"), jobs: 3, source: first.path)
+            .contains("CCACHE_BASEDIR=\(first.path.path)"))
     }
 
     @Test func findFixLooksForTheFirstGoodCommit() throws {

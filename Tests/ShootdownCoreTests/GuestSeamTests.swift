@@ -162,6 +162,24 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         #expect(lock.withLock { most } == 4, "at most \(lock.withLock { most }) guests ran at once with --jobs 4 on \(ProcessInfo.processInfo.activeProcessorCount) cores")
     }
 
+    /// A shard resolves only the kernels of its own cells: the slices are contiguous in
+    /// the expansion order, which is kernel first.
+    @Test func aShardResolvesOnlyItsOwnKernels() throws {
+        let world = try ReplayWorld()
+        let second = world.root.appendingPathComponent("bzImage-b")
+        try FileManager.default.copyItem(at: world.kernel, to: second)
+        var request = world.request(cycles: "2,3")
+        request.kernels = [.file(path: world.kernel.path), .file(path: second.path)]
+        for index in 1...2 {
+            let before = world.log.count
+            let outcome = try world.run(request, ExecutionOptions(jobs: 1, shard: (index, 2)))
+            let resolved = world.log.dropFirst(before).filter { $0.hasPrefix("kernel x86_64: ") }
+            #expect(resolved.count == 1, "\(resolved)")
+            #expect(resolved.first?.contains(index == 1 ? "file:\(world.kernel.path) " : "file:\(second.path) ") == true, "\(resolved)")
+            #expect(outcome.results.count == 2)
+        }
+    }
+
     /// A recorded run replays: the same consoles and records judged again, cell by cell
     /// (recordings are matched by cell, so both runs boot a guest per cell).
     @Test func aRecordedRunReplaysCellByCell() throws {

@@ -89,8 +89,12 @@ public struct KernelBuilder: Sendable {
         return context.paths.cache.appendingPathComponent("builds/\(source.treeKey.prefix(8))-\(arch)-\(hash.hex.prefix(12))")
     }
 
-    static func makeVariables(_ arch: Arch, output: URL, jobs: Int) -> [String] {
+    /// make's variables for a build of `source` into `output`. ccache hashes paths
+    /// relative to the source folder (make exports command-line variables to its
+    /// recipes), so builds of the same commit in another folder (a `dir:` copy) hit.
+    static func makeVariables(_ arch: Arch, output: URL, jobs: Int, source: URL? = nil) -> [String] {
         var variables = ["O=\(output.path)", "-j\(jobs)"]
+        if let source { variables += ["CCACHE_BASEDIR=\(source.path)", "CCACHE_NOHASHDIR=true"] }
         switch arch {
         case .x86_64: variables += ["ARCH=x86_64", "CC=ccache gcc", "HOSTCC=ccache gcc"]
         case .aarch64: variables += ["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "CC=ccache aarch64-linux-gnu-gcc", "HOSTCC=ccache gcc"]
@@ -130,7 +134,7 @@ public struct KernelBuilder: Sendable {
         let log = output.appendingPathComponent("build.log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let jobs = ProcessInfo.processInfo.activeProcessorCount + 1
-        let variables = Self.makeVariables(arch, output: output, jobs: jobs)
+        let variables = Self.makeVariables(arch, output: output, jobs: jobs, source: source.path)
         let clock = ContinuousClock(), started = clock.now
         try configure(source: source, arch: arch, output: output, log: log, spec: spec, variables: variables)
         let image = Self.imageTarget(arch)
@@ -148,7 +152,8 @@ public struct KernelBuilder: Sendable {
     /// defconfig, then shootdown's and the user's fragments merged, then mod2noconfig;
     /// fails with the list of fragment settings the final .config lost.
     public func configure(source: Source, arch: Arch, output: URL, log: URL, spec: KernelSpec, variables: [String]? = nil) throws {
-        let variables = variables ?? Self.makeVariables(arch, output: output, jobs: ProcessInfo.processInfo.activeProcessorCount + 1)
+        let variables = variables ?? Self.makeVariables(arch, output: output, jobs: ProcessInfo.processInfo.activeProcessorCount + 1,
+                                                        source: source.path)
         let fragments = try fragments(arch: arch)
         try step("configure \(arch) (defconfig + \(fragments.count) fragments)", log: log, spec: spec) {
             Command("make", ["-C", source.path.path] + variables + ["defconfig"])

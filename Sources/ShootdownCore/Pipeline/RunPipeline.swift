@@ -51,11 +51,17 @@ public struct RunPipeline: Sendable {
         let directory = opened.directory
         let cells: [(cell: Cell, test: PlannedTest)], assets: [Arch: ArchAssets]
         do {
+            // Plan first, then resolve, build and probe only what this shard's cells need.
             let tests = try renderTests(request)
-            let kernels = try resolveKernels(request, widening: tests.contains { $0.test.widening != nil && !$0.wideningOff })
-            assets = try buildPrograms(tests.map(\.test), arches: Set(kernels.map(\.arch)))
-            let decisions = try chooseAccelerators(request, kernels: kernels, assets: assets)
-            cells = options.slice(expandCells(request, kernels: kernels, decisions: decisions, tests: tests))
+            let slots = try kernelSlots(request)
+            let points = options.slice(CellPlanner.expand(kernels: slots.count, paravirt: request.paravirt, vcpus: request.vcpus,
+                                                          tests: tests.count, repeats: request.repeats))
+            let neededTests = Set(points.map(\.test)).sorted().map { tests[$0] }
+            let kernels = try resolveKernels(request, slots: slots, needed: Set(points.map(\.kernel)),
+                                             widening: neededTests.contains { $0.test.widening != nil && !$0.wideningOff })
+            assets = try buildPrograms(neededTests.map(\.test), arches: Set(kernels.values.map(\.arch)))
+            let decisions = try chooseAccelerators(request, kernels: kernels.keys.sorted().map { kernels[$0]! }, assets: assets)
+            cells = makeCells(points, request: request, kernels: kernels, decisions: decisions, tests: tests)
             try recordManifest(RunManifest(request: request, cells: cells.map(\.cell), shard: options.shardText),
                                in: directory, resumed: opened.manifest)
         } catch {
@@ -221,26 +227,33 @@ public struct RunPipeline: Sendable {
         }
     }
 
-    /// Each kernel, and with `widening` its widening module, built right after the kernel:
-    /// a git tree's build folder holds only the commit built last.
-    func resolveKernels(_ request: RunRequest, widening: Bool = false) throws -> [KernelImage] {
+    /// Every kernel spec × arch the request names, in order, before anything is resolved:
+    /// the cells' kernel indices point here.
+    func kernelSlots(_ request: RunRequest) throws -> [(spec: KernelSpec, arch: Arch)] {
+        let resolver = KernelResolver(context: context)
+        return try request.kernels.flatMap { spec in try (request.arches ?? resolver.naturalArches(spec)).map { (spec, $0) } }
+    }
+
+    /// The `needed` kernel slots, and with `widening` each one's widening module, built
+    /// right after the kernel: a git tree's build folder holds only the commit built last.
+    func resolveKernels(_ request: RunRequest, slots: [(spec: KernelSpec, arch: Arch)], needed: Set<Int>,
+                        widening: Bool = false) throws -> [Int: KernelImage] {
         let resolver = KernelResolver(context: context, configFragments: request.kernelFragments(resources: context.paths.resources))
-        var kernels: [KernelImage] = []
-        for spec in request.kernels {
-            for arch in try request.arches ?? resolver.naturalArches(spec) {
-                var image = try resolver.resolve(spec, arch: arch)
-                image.spec = spec.description
-                context.log("kernel \(arch): \(spec) → \(image.version) (\(image.origin))")
-                if widening {
-                    switch WideningModuleBuilder(context: context).module(for: image) {
-                    case .built(let module): image.wideningModule = module
-                    case .unavailable(let reason):
-                        image.wideningUnavailable = reason
-                        context.log("widen \(arch): \(reason); race tests run unwidened")
-                    }
+        var kernels: [Int: KernelImage] = [:]
+        for index in needed.sorted() {
+            let (spec, arch) = slots[index]
+            var image = try resolver.resolve(spec, arch: arch)
+            image.spec = spec.description
+            context.log("kernel \(arch): \(spec) → \(image.version) (\(image.origin))")
+            if widening {
+                switch WideningModuleBuilder(context: context).module(for: image) {
+                case .built(let module): image.wideningModule = module
+                case .unavailable(let reason):
+                    image.wideningUnavailable = reason
+                    context.log("widen \(arch): \(reason); race tests run unwidened")
                 }
-                kernels.append(image)
             }
+            kernels[index] = image
         }
         return kernels
     }
@@ -279,19 +292,17 @@ public struct RunPipeline: Sendable {
         return decisions
     }
 
-    /// The cells, in CellPlanner's order. A parameter that takes several values names
-    /// every cell it appears in (`…-gib4`).
-    func expandCells(_ request: RunRequest, kernels: [KernelImage], decisions: [Arch: AccelDecision],
-                     tests: [PlannedTest]) -> [(cell: Cell, test: PlannedTest)] {
+    /// The planned points as cells. A parameter that takes several values names every
+    /// cell it appears in (`…-gib4`), from all the run's tests, so every shard names alike.
+    func makeCells(_ points: [CellPlanner.Point], request: RunRequest, kernels: [Int: KernelImage],
+                   decisions: [Arch: AccelDecision], tests: [PlannedTest]) -> [(cell: Cell, test: PlannedTest)] {
         var swept: [String: [String]] = [:]
         for (name, group) in Dictionary(grouping: tests.map(\.test), by: \.instance.test) {
             let parameters = group[0].instance.parameters.map(\.name)
             swept[name] = parameters.filter { parameter in Set(group.compactMap { $0.instance.values[parameter] }).count > 1 }
         }
-        let points = CellPlanner.expand(kernels: kernels.count, paravirt: request.paravirt, vcpus: request.vcpus,
-                                        tests: tests.count, repeats: request.repeats)
         return points.map { point in
-            let kernel = kernels[point.kernel], planned = tests[point.test], decision = decisions[kernel.arch]!
+            let kernel = kernels[point.kernel]!, planned = tests[point.test], decision = decisions[kernel.arch]!
             return (Cell(kernel: kernel, accel: decision.accel, accelReason: decision.reason, paravirt: point.paravirt,
                          vcpus: point.vcpus, memoryMiB: request.memoryMiB, instance: planned.test.instance,
                          sweptParameters: swept[planned.test.instance.test] ?? [], timeoutSeconds: request.timeoutSeconds,

@@ -128,11 +128,14 @@ public struct ExecutionOptions: Sendable, Equatable {
         return (parts[0], parts[1])
     }
 
-    /// This runner's slice of the cells, by position in expansion order (which does not
-    /// depend on how kernels resolve, so every runner computes the same slices).
+    /// This runner's slice of the cells: a contiguous run of the expansion order (which
+    /// does not depend on how kernels resolve, so every runner computes the same slices).
+    /// Contiguous, since the order is kernel first: a shard resolves, downloads or builds
+    /// only the kernels of its own cells, and its boots hold neighbours that share a guest.
     public func slice<T>(_ items: [T]) -> [T] {
         guard let shard else { return items }
-        return items.enumerated().filter { $0.offset % shard.count == shard.index - 1 }.map(\.element)
+        let start = items.count * (shard.index - 1) / shard.count, end = items.count * shard.index / shard.count
+        return Array(items[start..<end])
     }
 
     /// `jobs`, or the default for this host and guest size.
