@@ -101,10 +101,14 @@ struct ExecutionFlags: ParsableArguments {
     @Option(name: .long, help: "batch (default): cells that need the same guest run one after another in one boot; a failure, splat or changed global setting sends the rest to a fresh boot. cell: one boot per cell.")
     var isolation: String = "batch"
 
+    @Option(name: .long, help: "restore (default): each boot restores a guest saved at the agent's ready point (booted once per guest configuration and kept), falling back to a boot with the reason in the result. boot: boot the kernel every time.")
+    var fresh: String = "restore"
+
     func options() throws -> ExecutionOptions {
         if let jobs, jobs < 1 { throw ShootdownError.usage("--jobs \(jobs): use 1 or more") }
         return ExecutionOptions(jobs: jobs, shard: try shard.map(ExecutionOptions.parseShard), resume: resume, runID: runID,
-                                isolation: try parseChoice(isolation, as: Isolation.self, option: "--isolation"))
+                                isolation: try parseChoice(isolation, as: Isolation.self, option: "--isolation"),
+                                fresh: try parseChoice(fresh, as: FreshGuest.self, option: "--fresh"))
     }
 }
 

@@ -107,6 +107,26 @@ import Testing
         #expect(result.guest?.uname.hasPrefix("6.1.0-") == true)
     }
 
+    /// Fresh guests by restore, both arches: each cell restores a guest saved at the
+    /// agent's ready point (made on first use, kept across runs) and passes with the counts
+    /// a booted guest gives; `--fresh boot` boots. (How long each takes: BENCHMARKS.md.)
+    @Test func restoredGuestsPassOnBothArches() throws {
+        let request = RunRequest(tests: [TestSelection(name: RunRequest.defaultTest, parameters: ["cycles=4"])], timeoutSeconds: 120)
+        _ = try Self.run(request)  // saves the guests where this host has none yet
+        let restored = try Self.run(request)
+        let booted = try RunPipeline(context: Self.context()).run(request, options: ExecutionOptions(fresh: .boot)).results
+        #expect(Set(restored.map(\.cell.arch)) == [.x86_64, .aarch64])
+        for (restored, booted) in zip(restored, booted) {
+            #expect(restored.status == .pass, "\(restored.cell.id): \(restored.reason ?? "") \(restored.consoleTail ?? "")")
+            #expect(restored.guestStart?.hasPrefix("restored a saved guest") == true, "\(restored.guestStart ?? "")")
+            #expect(booted.status == .pass && booted.guestStart == "cold boot", "\(booted.guestStart ?? "")")
+            // The same kernel work per operation either way.
+            for probe in ["tlb_remove_table_sync_one", "tlb_remove_table_smp_sync"] {
+                #expect(restored.counters?.probe(probe)?.perOperation == booted.counters?.probe(probe)?.perOperation, "\(probe)")
+            }
+        }
+    }
+
     /// Guest files through libvirt's storage API, as for a remote host (qemu+ssh): the
     /// kernel and initramfs are uploaded as volumes and the channels downloaded back.
     @Test func volumeStagingAsForRemoteHosts() throws {
@@ -119,6 +139,7 @@ import Testing
         let result = try #require(results.first)
         #expect(result.status == .pass, "\(result.reason ?? "")")
         #expect(result.counters?.probe("tlb_remove_table_sync_one") != nil)
+        #expect(result.guestStart?.hasPrefix("cold boot: restoring needs the hypervisor on this machine") == true, "\(result.guestStart ?? "")")
         let connection = try LibvirtConnection(uri: context.libvirtURI)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: LibvirtConnection.poolPath).filter { !$0.hasPrefix("bin-") }
         #expect(leftovers.isEmpty, "\(leftovers)")

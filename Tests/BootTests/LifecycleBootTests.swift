@@ -84,7 +84,7 @@ import Testing
         try Self.require()
         let results = Self.temporary("sigkill")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell"]
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell", "--fresh", "boot"]
         let runID = "killed-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
         launched.waitForFirstCell()
@@ -121,7 +121,7 @@ import Testing
         try Self.require()
         let results = Self.temporary("signal\(signalNumber)")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell"]
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell", "--fresh", "boot"]
         let runID = "signal\(signalNumber)-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
         launched.waitForFirstCell()
@@ -190,7 +190,7 @@ import Testing
         let proxy = try Self.socketProxy(listen: socket, to: "/var/run/libvirt/libvirt-sock")
         defer { if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) } }
         // TCG: a new URI has no cached probe verdict, and the probe would boot for 20 s.
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3,4", "--jobs", "1", "--timeout", "150", "--accel", "tcg", "--isolation", "cell"]
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3,4", "--jobs", "1", "--timeout", "150", "--accel", "tcg", "--isolation", "cell", "--fresh", "boot"]
         let runID = "lost-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID, "--libvirt-uri", "qemu+unix:///system?socket=\(socket)"],
                                     results: results, runID: runID, environment: ["SHOOTDOWN_STAGE": Self.stage.path])

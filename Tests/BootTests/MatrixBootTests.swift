@@ -39,7 +39,7 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "no \(binary.path): build with swift build first")
         let results = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-resume-\(getpid())")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["run", "--arch", "x86_64", "--param", "cycles=2,3,4", "--results", results.path, "--jobs", "1", "--isolation", "cell"]
+        let arguments = ["run", "--arch", "x86_64", "--param", "cycles=2,3,4", "--results", results.path, "--jobs", "1", "--isolation", "cell", "--fresh", "boot"]
         let run = results.appendingPathComponent("interrupted")
 
         let process = Process()

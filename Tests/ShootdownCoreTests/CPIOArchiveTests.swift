@@ -19,6 +19,24 @@ import Testing
         GoldenFile.check(batch.text, "plan-batch.txt")
     }
 
+    /// A saved guest boots without the plan, programs and widening module; its restored
+    /// copies get them over the plan port, in the framing the agent reads.
+    @Test func savedGuestsBootWithoutTheirPayload() {
+        let image = GuestImage(agent: Data("agent-binary".utf8), plan: Self.plan, programs: [("test", Data("test-binary!".utf8))],
+                               wideningModule: Data("ko".utf8))
+        let base = image.baseArchive
+        #expect(CPIOArchive.file("/init", in: base) == Data("agent-binary".utf8))
+        #expect(CPIOArchive.file("/shootdown/plan", in: base) == nil)
+        #expect(CPIOArchive.file("/shootdown/tests/test", in: base) == nil)
+        #expect(CPIOArchive.file("/shootdown/widen/shootdown_widen.ko", in: base) == nil)
+        let plan = Self.plan.text
+        #expect(String(decoding: image.payload, as: UTF8.self) == "shootdown-payload 1\n"
+            + "file /shootdown/plan \(plan.utf8.count)\n\(plan)"
+            + "file /shootdown/tests/test 12\ntest-binary!"
+            + "file /shootdown/widen/shootdown_widen.ko 2\nko"
+            + "end\n")
+    }
+
     /// Replayed guests read a boot's plan and programs back out of its archive.
     @Test func filesReadBackFromTheArchive() {
         let archive = Self.image.archive

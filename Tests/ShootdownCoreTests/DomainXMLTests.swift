@@ -33,6 +33,19 @@ import XMLSupport
         #expect(try Self.schema.validate(xml) == [])
     }
 
+    /// A guest booted to be saved: its UUID (which restored copies must carry) and the
+    /// plan port its copies get their payload on, a UNIX socket libvirt listens on. KVM
+    /// arm64 too, since the KVM path cannot be booted here.
+    @Test(arguments: [(Arch.x86_64, Accelerator.tcg, "domain-x86_64-tcg-saved.xml"), (.aarch64, .kvm, "domain-aarch64-kvm-saved.xml")])
+    func savedGuestsCarryTheirUUIDAndPlanPort(arch: Arch, accel: Accelerator, golden: String) throws {
+        var spec = Self.spec(arch, accel, accel == .kvm ? .off : nil)
+        spec.uuid = "6344f6be-c764-44f4-b5d2-e63650a569e9"
+        spec.planSocketPath = "/var/lib/libvirt/shootdown/saved/0123456789abcdef-0/plan.sock"
+        let xml = try DomainXML.render(spec)
+        GoldenFile.check(xml, golden)
+        #expect(try Self.schema.validate(xml) == [])
+    }
+
     @Test func schemaValidationCatchesInvalidDomains() throws {
         var document = DomainXML.document(for: Self.spec(.x86_64, .tcg, nil))
         document.append(XMLElement("vcpu-count", text: "4"))

@@ -63,5 +63,28 @@ public struct GuestImage: Sendable {
 
     public var archive: Data { CPIOArchive.newc(entries) }
 
+    /// Files a restored guest receives over its plan port instead of the initramfs: what
+    /// differs from cell to cell (plan, test programs, widening module).
+    static func isPayload(_ entry: CPIOEntry) -> Bool {
+        guard case .file = entry.kind else { return false }
+        return entry.path == "/shootdown/plan" || entry.path.hasPrefix("/shootdown/tests/") || entry.path.hasPrefix("/shootdown/widen/")
+    }
+
+    /// The initramfs of a guest booted to be saved: everything but the payload. The agent
+    /// finds no plan and waits on the plan port (Images/agent/PROTOCOL.md).
+    public var baseArchive: Data { CPIOArchive.newc(entries.filter { !Self.isPayload($0) }) }
+
+    /// The payload as the agent reads it from the plan port.
+    public var payload: Data {
+        var data = Data("shootdown-payload 1\n".utf8)
+        for entry in entries where Self.isPayload(entry) {
+            guard case .file(let contents) = entry.kind else { continue }
+            data.append(Data("file \(entry.path) \(contents.count)\n".utf8))
+            data.append(contents)
+        }
+        data.append(Data("end\n".utf8))
+        return data
+    }
+
     public var listing: String { entries.map(\.listingLine).joined(separator: "\n") + "\n" }
 }

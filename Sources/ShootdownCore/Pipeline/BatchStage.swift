@@ -37,7 +37,7 @@ extension RunPipeline {
     /// One boot for `members`; each reached cell is judged from its own part of the boot
     /// and keeps its own files, with a reproducer that runs it alone.
     func runBatch(_ members: [(cell: Cell, test: PlannedTest)], assets: ArchAssets, launcher: any GuestLaunching,
-                  runID: String) throws -> BatchOutcome {
+                  runID: String, fresh: FreshGuest = .boot) throws -> BatchOutcome {
         let first = members[0].cell
         let ids = members.indices.map { GuestBatch.testID(position: $0, count: members.count) }
         let widening = wideningRequest(members[0].test.test, kernel: first.kernel, off: members[0].test.wideningOff)
@@ -55,7 +55,7 @@ extension RunPipeline {
         let name = Self.domainName(runID: runID, cellID: "batch-\(first.id)")
         let spec = try launcher.stagedSpec(name: name, arch: first.arch, accel: first.accel, paravirt: first.paravirt,
                                            vcpus: first.vcpus, memoryMiB: first.memoryMiB)
-        let outcome = try launcher.boot(spec, kernel: first.kernel.kernel, initramfs: image.archive, timeout: .seconds(timeout))
+        let outcome = try launcher.start(spec, kernel: first.kernel.kernel, image: image, timeout: .seconds(timeout), fresh: fresh)
 
         let console = String(decoding: outcome.console, as: UTF8.self)
         let collected = GuestRecords.collect(port: outcome.results, console: console, consoleFallback: first.kernel.config == nil)

@@ -79,7 +79,7 @@ public struct RunPipeline: Sendable {
                     + ", \(jobs) at a time → \(directory.url.path)")
         do {
             try execute(pending, boots: boots, jobs: min(jobs, max(1, boots.count)), assets: assets, directory: directory,
-                        alreadyDone: cells.count - pending.count, total: cells.count, onCell: onCell)
+                        alreadyDone: cells.count - pending.count, total: cells.count, fresh: options.fresh, onCell: onCell)
         } catch let error as RunInterrupted {
             throw error
         } catch {
@@ -151,7 +151,7 @@ public struct RunPipeline: Sendable {
     /// its worker starts another. Cells a batch did not reach go back on the board for a
     /// fresh boot. The first harness exception stops the other workers.
     func execute(_ cells: [(cell: Cell, test: PlannedTest)], boots: [[Int]], jobs: Int, assets: [Arch: ArchAssets],
-                 directory: RunDirectory, alreadyDone: Int, total: Int,
+                 directory: RunDirectory, alreadyDone: Int, total: Int, fresh: FreshGuest = .restore,
                  onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
         guard !cells.isEmpty else { return }
         let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total)
@@ -169,10 +169,10 @@ public struct RunPipeline: Sendable {
                     do {
                         if boot.count == 1 {
                             (ran, notRun) = ([try runCell(members[0].cell, test: members[0].test, assets: assets[members[0].cell.arch]!,
-                                                          launcher: launcher, runID: directory.runID)], [])
+                                                          launcher: launcher, runID: directory.runID, fresh: fresh)], [])
                         } else {
                             let outcome = try runBatch(members, assets: assets[members[0].cell.arch]!, launcher: launcher,
-                                                       runID: directory.runID)
+                                                       runID: directory.runID, fresh: fresh)
                             (ran, notRun) = (outcome.ran, outcome.notRun.map { boot[$0] })
                         }
                     } catch {
@@ -311,7 +311,8 @@ public struct RunPipeline: Sendable {
     }
 
     /// One cell: image, boot, judge (persisting is the caller's).
-    func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: any GuestLaunching, runID: String) throws -> (CellResult, RunDirectory.CellArtifacts) {
+    func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: any GuestLaunching, runID: String,
+                 fresh: FreshGuest = .boot) throws -> (CellResult, RunDirectory.CellArtifacts) {
         let test = planned.test
         if let reason = cell.skipReason {
             let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,
@@ -322,7 +323,7 @@ public struct RunPipeline: Sendable {
         let widening = wideningRequest(test, kernel: cell.kernel, off: planned.wideningOff)
         let image = try guestImage(cell, test: test, assets: assets, widening: widening)
         let archive = image.archive
-        let (spec, outcome) = try boot(cell, archive: archive, launcher: launcher, runID: runID)
+        let (spec, outcome) = try boot(cell, image: image, launcher: launcher, runID: runID, fresh: fresh)
         let console = String(decoding: outcome.console, as: UTF8.self)
         // Console records only where the host cannot know the kernel has a result port:
         // every kernel with a known config was checked for virtio-serial (PROTOCOL.md).
@@ -362,6 +363,7 @@ public struct RunPipeline: Sendable {
                                 splats: verdict.splats, guest: verdict.guest, timings: verdict.timings,
                                 consoleTail: verdict.consoleTail, repeatIndex: cell.repeatIndex)
         result.widening = verdict.widening
+        result.guestStart = outcome.start
         return (result, artifacts)
     }
 
@@ -394,11 +396,12 @@ extension RunPipeline {
     static func testTimeout(_ cell: Cell) -> Int { max(5, cell.timeoutSeconds * 3 / 4) }
 
     /// Boots the cell's guest; returns the spec it booted (for the reproducer) and what came back.
-    func boot(_ cell: Cell, archive: Data, launcher: any GuestLaunching, runID: String) throws -> (DomainSpec, GuestOutcome) {
+    func boot(_ cell: Cell, image: GuestImage, launcher: any GuestLaunching, runID: String,
+              fresh: FreshGuest) throws -> (DomainSpec, GuestOutcome) {
         let spec = try launcher.stagedSpec(name: Self.domainName(runID: runID, cellID: cell.id), arch: cell.arch, accel: cell.accel,
                                            paravirt: cell.paravirt, vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
-        let outcome = try launcher.boot(spec, kernel: cell.kernel.kernel, initramfs: archive,
-                                        timeout: .seconds(cell.timeoutSeconds))
+        let outcome = try launcher.start(spec, kernel: cell.kernel.kernel, image: image, timeout: .seconds(cell.timeoutSeconds),
+                                         fresh: fresh)
         return (spec, outcome)
     }
 

@@ -101,19 +101,22 @@ public struct ExecutionOptions: Sendable, Equatable {
     public var runID: String?
     /// Whether cells that need the same guest share one boot (see CellPlanner).
     public var isolation: Isolation
+    /// Whether a boot's guest is restored from a saved one (SavedGuests) or booted.
+    public var fresh: FreshGuest
 
     public init(jobs: Int? = nil, shard: (index: Int, count: Int)? = nil, resume: String? = nil, runID: String? = nil,
-                isolation: Isolation = .batch) {
+                isolation: Isolation = .batch, fresh: FreshGuest = .restore) {
         self.jobs = jobs
         self.shard = shard
         self.resume = resume
         self.runID = runID
         self.isolation = isolation
+        self.fresh = fresh
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.jobs == rhs.jobs && lhs.shard?.index == rhs.shard?.index && lhs.shard?.count == rhs.shard?.count
-            && lhs.resume == rhs.resume && lhs.runID == rhs.runID && lhs.isolation == rhs.isolation
+            && lhs.resume == rhs.resume && lhs.runID == rhs.runID && lhs.isolation == rhs.isolation && lhs.fresh == rhs.fresh
     }
 
     /// The shard as `I/N`, as run.json records it.

@@ -145,9 +145,12 @@ public struct CellResult: Sendable, Codable, Equatable {
     public var widening: WideningSummary?
     /// Set when the cell shared its guest boot with other cells (`--isolation batch`).
     public var batch: BatchPlacement?
+    /// How its guest came to life: restored from a saved guest, or booted (and why not
+    /// restored); absent from results before saved guests, and from replays.
+    public var guestStart: String?
 
     enum CodingKeys: String, CodingKey {
         case schema, cell, status, reason, checks, counters, metrics, splats, guest, timings, expectations, widening, batch
-        case consoleTail = "console_tail", repeatIndex = "repeat"
+        case consoleTail = "console_tail", repeatIndex = "repeat", guestStart = "guest_start"
     }
 }

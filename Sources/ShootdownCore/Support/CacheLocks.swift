@@ -27,6 +27,37 @@ public enum FileLock {
     }
 }
 
+/// An exclusive flock(2) held past one call: taken without waiting, or not at all, and
+/// released by `release()` or when the process ends (SIGKILL included).
+public final class HeldLock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    public static func tryTake(_ lockFile: URL) -> HeldLock? {
+        try? FileManager.default.makeDirectory(lockFile.deletingLastPathComponent())
+        let fd = open(lockFile.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return nil }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return nil
+        }
+        return HeldLock(fd: fd)
+    }
+
+    public func release() {
+        lock.withLock {
+            guard fd >= 0 else { return }
+            flock(fd, LOCK_UN)
+            close(fd)
+            fd = -1
+        }
+    }
+
+    deinit { release() }
+}
+
 /// Puts a fully written cache folder in place with one rename(2), so a reader sees either
 /// nothing or a complete folder, and a complete folder is never replaced while another run
 /// may be staging from it. Returns the folder now in place: `staging` moved there, or the

@@ -21,6 +21,11 @@ public struct DomainSpec: Sendable, Equatable {
     /// Recorded in the domain's metadata, so a later run can tell a leftover of a dead
     /// run (destroy it) from a guest of a live one (leave it alone).
     public var owner: GuestOwner?
+    /// A guest booted to be saved and restored: the host→guest port its copies get their
+    /// plan and programs on (a UNIX socket the host connects to).
+    public var planSocketPath: String?
+    /// Set for saved guests and their restored copies, which must carry the saved one's.
+    public var uuid: String?
 
     public init(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
                 emulator: String, kernel: String, initrd: String, consolePath: String, resultPath: String) {
@@ -53,6 +58,7 @@ public struct DomainSpec: Sendable, Equatable {
 
     /// The virtio-serial port the agent writes its records to.
     public static let resultChannel = "org.shootdown.results"
+    public static let planChannel = "org.shootdown.plan"
 
     /// Kernel command line: console on the first serial port, warnings and worse on it
     /// (the agent captures the full log itself), and an immediate reset on panic so a

@@ -5,6 +5,7 @@ public enum DomainXML {
     public static func document(for spec: DomainSpec) -> XMLElement {
         var domain = XMLElement("domain", [("type", spec.accel.domainType)])
         domain.append(XMLElement("name", text: spec.name))
+        if let uuid = spec.uuid { domain.append(XMLElement("uuid", text: uuid)) }
         domain.append(XMLElement("memory", [("unit", "MiB")], text: String(spec.memoryMiB)))
         domain.append(XMLElement("vcpu", text: String(spec.vcpus)))
         if let owner = spec.owner {
@@ -39,6 +40,12 @@ public enum DomainXML {
         channel.append(XMLElement("source", [("path", spec.resultPath)]))
         channel.append(XMLElement("target", [("type", "virtio"), ("name", DomainSpec.resultChannel)]))
         devices.append(channel)
+        if let socket = spec.planSocketPath {
+            var plan = XMLElement("channel", [("type", "unix")])
+            plan.append(XMLElement("source", [("mode", "bind"), ("path", socket)]))
+            plan.append(XMLElement("target", [("type", "virtio"), ("name", DomainSpec.planChannel)]))
+            devices.append(plan)
+        }
         devices.append(XMLElement("memballoon", [("model", "none")]))
         domain.append(devices)
         return domain

@@ -20,10 +20,20 @@ public protocol GuestLaunching: Sendable {
     /// Throws only on harness failures (e.g. the hypervisor connection is lost); a guest
     /// that does not start or does not report is an outcome, not an error.
     func boot(_ spec: DomainSpec, kernel: URL, initramfs: Data, timeout: Duration) throws -> GuestOutcome
+    /// A fresh guest for one cell from its whole image: restored from a saved guest of
+    /// the same configuration where `fresh` asks for it and that works, booted otherwise.
+    func start(_ spec: DomainSpec, kernel: URL, image: GuestImage, timeout: Duration, fresh: FreshGuest) throws -> GuestOutcome
     /// Waits until every guest it booted is gone (background teardown).
     func waitForTeardowns()
     /// What a cached KVM verdict depends on, on the hypervisor side (URI and version).
     var hypervisorIdentity: String { get }
+}
+
+extension GuestLaunching {
+    /// Launchers that cannot restore boot every guest.
+    public func start(_ spec: DomainSpec, kernel: URL, image: GuestImage, timeout: Duration, fresh: FreshGuest) throws -> GuestOutcome {
+        try boot(spec, kernel: kernel, initramfs: image.archive, timeout: timeout)
+    }
 }
 
 /// A started guest, as the interruption registry sees it.

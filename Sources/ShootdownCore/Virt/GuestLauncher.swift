@@ -12,6 +12,9 @@ public struct GuestOutcome: Sendable {
     public var results: Data
     /// Set when the domain could not be started at all.
     public var startError: String?
+    /// How the guest came to life, where there was a choice: restored from a saved guest,
+    /// or booted (and why it was not restored).
+    public var start: String? = nil
 }
 
 /// Boots one guest through libvirt: stages its files where QEMU can read them, starts a
@@ -24,7 +27,7 @@ public struct GuestLauncher: GuestLaunching {
     let context: ToolContext
     let connection: LibvirtConnection
     let staging: Staging
-    private let teardowns: Teardowns
+    let teardowns: Teardowns
     /// A guest is killed this long after its own timeout even if no run is left to do it
     /// (the run was SIGKILLed): the emulator wrapper enforces it.
     public static let lifetimeGrace = 60

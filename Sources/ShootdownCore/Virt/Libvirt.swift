@@ -111,6 +111,20 @@ public final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
+    /// Starts a transient domain from a saved state (virDomainSave), running, with `xml`
+    /// for its definition: the saved one with host-side paths and the name changed.
+    public func restoreTransient(from path: String, xml: String, name: String) throws -> LibvirtDomain {
+        try locked {
+            guard virDomainRestoreFlags(handle, path, xml, UInt32(VIR_DOMAIN_SAVE_RUNNING.rawValue)) == 0 else {
+                throw ShootdownError.libvirt(operation: "domain restore from \(path)", message: Self.lastError())
+            }
+            guard let domain = virDomainLookupByName(handle, name) else {
+                throw ShootdownError.libvirt(operation: "domain restore from \(path)", message: "no domain \(name) after the restore")
+            }
+            return LibvirtDomain(handle: domain, name: name, connection: self)
+        }
+    }
+
     /// Names of the domains, running or merely defined, whose names start with `prefix`.
     public func domainNames(prefix: String = "") throws -> [String] {
         try locked {
@@ -164,7 +178,7 @@ public final class LibvirtConnection: @unchecked Sendable {
         }
     }
 
-    fileprivate func withDomain<T>(_ body: () -> T) -> T { locked(body) }
+    fileprivate func withDomain<T>(_ body: () throws -> T) rethrows -> T { try locked(body) }
 
     /// The raw handle under the connection's lock, for the storage extension.
     func withHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
@@ -212,6 +226,16 @@ public final class LibvirtDomain: @unchecked Sendable {
             }
             if stopped { return }
             Thread.sleep(forTimeInterval: 0.1)
+        }
+    }
+
+    /// Saves the guest's memory and device state to `path` (a file libvirtd writes) and
+    /// stops it; a transient domain is then gone.
+    public func save(to path: String) throws {
+        try connection.withDomain {
+            guard let handle, virDomainSave(handle, path) == 0 else {
+                throw ShootdownError.libvirt(operation: "domain save to \(path)", message: LibvirtConnection.lastError())
+            }
         }
     }
 
