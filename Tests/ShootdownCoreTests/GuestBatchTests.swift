@@ -152,3 +152,29 @@ import Testing
         #expect(rebooted.allSatisfy { $0.spec.vcpus == 4 })
     }
 }
+
+@Suite struct WorkBoardTests {
+    /// On two cores an arm64 guest's four vCPU threads run alone; single-threaded guests
+    /// then run side by side.
+    @Test func multiThreadedGuestsRunAloneOnASmallHost() {
+        let board = WorkBoard(batches: [[0], [1], [2]], alreadyDone: 0, total: 3, threads: 2) { $0[0] == 0 ? 4 : 1 }
+        #expect(board.next()?.cells == [0])
+        let second = Locked<[Int]?>(nil)
+        let worker = Thread { let cells = board.next()?.cells; second.update { $0 = cells } }
+        worker.start()
+        usleep(300_000)
+        #expect(second.value == nil, "a guest started beside the multi-threaded one")
+        board.settle([0], notRun: [])
+        let deadline = Date().addingTimeInterval(5)
+        while second.value == nil && Date() < deadline { usleep(10_000) }
+        #expect(second.value == [1])
+        #expect(board.next()?.cells == [2])
+    }
+
+    /// Without a multi-threaded guest, --jobs alone decides: four single-threaded guests
+    /// on two cores start at once.
+    @Test func singleThreadedGuestsFollowJobs() {
+        let board = WorkBoard(batches: [[0], [1], [2], [3]], alreadyDone: 0, total: 4, threads: 2) { _ in 1 }
+        #expect((0..<4).compactMap { _ in board.next()?.cells } == [[0], [1], [2], [3]])
+    }
+}

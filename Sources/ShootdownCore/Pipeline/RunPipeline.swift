@@ -154,7 +154,10 @@ public struct RunPipeline: Sendable {
                  directory: RunDirectory, alreadyDone: Int, total: Int, fresh: FreshGuest = .restore,
                  onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
         guard !cells.isEmpty else { return }
-        let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total)
+        let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total,
+                              threads: ProcessInfo.processInfo.activeProcessorCount) { boot in
+            Self.emulatorThreads(cells[boot[0]].cell)
+        }
         let registry = context.activeDomains
         Workers.run(jobs) { _ in
             do {
@@ -176,12 +179,12 @@ public struct RunPipeline: Sendable {
                             (ran, notRun) = (outcome.ran, outcome.notRun.map { boot[$0] })
                         }
                     } catch {
-                        board.settle(notRun: [])
+                        board.settle(boot, notRun: [])
                         throw error
                     }
                     // A guest we destroyed on Ctrl-C is no result: leave its cells for --resume.
                     if registry.isInterrupted {
-                        board.settle(notRun: [])
+                        board.settle(boot, notRun: [])
                         break
                     }
                     for (index, judged) in ran.enumerated() {
@@ -194,7 +197,7 @@ public struct RunPipeline: Sendable {
                     if !notRun.isEmpty {
                         context.log("  the boot ended after \(ran.count) of \(boot.count) cell(s); \(notRun.count) go to a fresh boot")
                     }
-                    board.settle(notRun: notRun)
+                    board.settle(boot, notRun: notRun)
                 }
             } catch {
                 board.abort(error)
@@ -202,6 +205,14 @@ public struct RunPipeline: Sendable {
         }
         if let signal = registry.interruptingSignal { throw RunInterrupted(signal: signal) }
         if let error = board.error { throw error }
+    }
+
+    /// Host threads a cell's guest keeps busy (WorkBoard): a thread per vCPU for arm64's
+    /// multi-threaded TCG, one for x86 under TCG (single-threaded, DomainSpec.singleThreadedTCG);
+    /// a KVM vCPU sleeps in the kernel when idle, and a skipped cell boots nothing: none.
+    static func emulatorThreads(_ cell: Cell) -> Int {
+        guard cell.accel == .tcg, cell.skipReason == nil else { return 0 }
+        return cell.arch == .x86_64 ? 1 : cell.vcpus
     }
 
     /// Unmet expectations turn a passing cell into a failing one.

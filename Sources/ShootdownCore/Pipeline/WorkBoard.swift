@@ -4,9 +4,20 @@ import Foundation
 /// A boot that ended before all its cells ran gives the rest back; they go next, in a
 /// fresh boot. A worker that finds the queue empty waits while others still run boots,
 /// since one of them may give cells back.
+///
+/// Each boot weighs the host threads its emulator keeps busy (`weight`). A guest with a
+/// thread per vCPU (more than one) starts only while the running ones fit in `threads`
+/// (one always may), and while it runs, others start only within that budget: four vCPU
+/// threads of an arm64 guest under multi-threaded TCG beside other guests on two cores
+/// starved vCPUs into RCU stall and soft-lockup splats, false FAILs of the kernel.
+/// Single-threaded guests beside each other only slow down, so `--jobs` decides for them.
 final class WorkBoard: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [[Int]]
+    private let weight: ([Int]) -> Int
+    private let threads: Int
+    private var busy = 0
+    private var multiThreaded = 0
     private var inFlight = 0
     private let total: Int
     private let alreadyDone: Int
@@ -16,8 +27,10 @@ final class WorkBoard: @unchecked Sendable {
     private var cellSeconds: [Double] = []
     private(set) var error: Error?
 
-    init(batches: [[Int]], alreadyDone: Int, total: Int) {
+    init(batches: [[Int]], alreadyDone: Int, total: Int, threads: Int = .max, weight: @escaping ([Int]) -> Int = { _ in 1 }) {
         queue = batches
+        self.threads = threads
+        self.weight = weight
         done = alreadyDone
         self.alreadyDone = alreadyDone
         self.total = total
@@ -33,19 +46,32 @@ final class WorkBoard: @unchecked Sendable {
     /// second value numbers its first cell among all cells handed out, for the log.
     func next() -> (cells: [Int], ordinal: Int)? {
         locked {
-            while error == nil && queue.isEmpty && inFlight > 0 { condition.wait() }
-            guard error == nil, !queue.isEmpty else { return nil }
-            inFlight += 1
-            let batch = queue.removeFirst()
-            defer { handedOut += batch.count }
-            return (batch, alreadyDone + handedOut + 1)
+            while true {
+                guard error == nil else { return nil }
+                if let index = queue.firstIndex(where: { mayStart(weight($0)) }) {
+                    inFlight += 1
+                    let batch = queue.remove(at: index)
+                    busy += weight(batch)
+                    if weight(batch) > 1 { multiThreaded += 1 }
+                    defer { handedOut += batch.count }
+                    return (batch, alreadyDone + handedOut + 1)
+                }
+                if queue.isEmpty && inFlight == 0 { return nil }
+                condition.wait()
+            }
         }
     }
 
+    private func mayStart(_ weight: Int) -> Bool {
+        inFlight == 0 || busy + weight <= threads || (weight <= 1 && multiThreaded == 0)
+    }
+
     /// A boot is over; `notRun` are its cells that need another one.
-    func settle(notRun: [Int]) {
+    func settle(_ boot: [Int], notRun: [Int]) {
         locked {
             inFlight -= 1
+            busy -= weight(boot)
+            if weight(boot) > 1 { multiThreaded -= 1 }
             handedOut -= notRun.count
             if !notRun.isEmpty { queue.insert(notRun, at: 0) }
             condition.broadcast()
