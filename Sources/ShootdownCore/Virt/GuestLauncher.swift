@@ -166,15 +166,10 @@ public struct GuestLauncher: GuestLaunching {
         let cleanup = try stage(spec, kernel: kernel, initramfs: initramfs, lifetimeSeconds: lifetime)
         let xml = try DomainXML.render(spec)
         let clock = ContinuousClock(), started = clock.now
-        guard registry.beginStart() else {
-            cleanup()
-            throw RunInterrupted(signal: registry.interruptingSignal ?? SIGINT)
-        }
         let domain: LibvirtDomain
-        do {
-            domain = try connection.startTransient(xml: xml)
-        } catch {
-            registry.endStart(nil)
+        switch try startRegistered(cleanup: cleanup, { try connection.startTransient(xml: xml) }) {
+        case .success(let started): domain = started
+        case .failure(let error):
             let console = collect(spec.consolePath, limit: Self.maxConsoleBytes)
             cleanup()
             // A dead daemon is the run's problem, not this guest's.
@@ -183,16 +178,8 @@ public struct GuestLauncher: GuestLaunching {
                                 startError: "\(error)")
         }
         let startLatency = clock.now - started
-        registry.endStart(domain)
-        let finished = waitForResult(domain, spec: spec, deadline: started + timeout)
+        let finished = try awaitResult(domain, spec: spec, deadline: started + timeout, cleanup: cleanup)
         let wall = clock.now - started
-        if finished == .stopped, !connection.isAlive {
-            // "Not active" only because the daemon is gone: the guest may still run, and
-            // its lifetime bound ends it.
-            registry.unregister(domain)
-            cleanup()
-            try connection.checkAlive()
-        }
         if staging == .volumes && finished != .stopped {
             // Volumes are read through libvirt only once QEMU has let go of them.
             domain.destroy()
@@ -205,6 +192,37 @@ public struct GuestLauncher: GuestLaunching {
         // exit and cleanup) overlaps with whatever the caller does next.
         teardowns.remove(domain, cleanup: cleanup)
         return outcome
+    }
+
+    /// Starts a domain through `start` under the interruption registry: a stop signal
+    /// already given refuses the start (after `cleanup`); one that fails is returned.
+    func startRegistered(cleanup: () -> Void, _ start: () throws -> LibvirtDomain) throws -> Result<LibvirtDomain, Error> {
+        let registry = context.activeDomains
+        guard registry.beginStart() else {
+            cleanup()
+            throw RunInterrupted(signal: registry.interruptingSignal ?? SIGINT)
+        }
+        do {
+            let domain = try start()
+            registry.endStart(domain)
+            return .success(domain)
+        } catch {
+            registry.endStart(nil)
+            return .failure(error)
+        }
+    }
+
+    /// Waits for the guest's result. "Not active" because the daemon is gone stops the
+    /// run: the guest may still run, and its lifetime bound ends it.
+    func awaitResult(_ domain: LibvirtDomain, spec: DomainSpec, deadline: ContinuousClock.Instant,
+                     cleanup: () -> Void) throws -> Finish {
+        let finished = waitForResult(domain, spec: spec, deadline: deadline)
+        if finished == .stopped, !connection.isAlive {
+            context.activeDomains.unregister(domain)
+            cleanup()
+            try connection.checkAlive()
+        }
+        return finished
     }
 
     /// Puts kernel, initramfs and empty channel files where the domain's paths point;

@@ -104,9 +104,8 @@ extension GuestLauncher {
                     held.release()
                     throw error
                 }
+                // Written last: a folder without it is remade by whoever takes the slot next.
                 try Data((template.uuid! + "\n").utf8).write(to: uuidFile)
-                // Kept across runs: the sweep of dead runs' stage folders goes by this file.
-                try? FileManager.default.removeItem(at: folder.appendingPathComponent(StaleGuests.ownerFile))
             }
             return SavedGuest(folder: folder, bootConsole: (try? Data(contentsOf: URL(fileURLWithPath: template.consolePath))) ?? Data(),
                               spec: template, slot: held)
@@ -146,17 +145,14 @@ extension GuestLauncher {
         try prepareStage(folder, spec: template, kernel: kernel, initramfs: base, lifetime: Data("600\n".utf8))
         _ = connection.destroyDomain(named: template.name)
         let xml = try DomainXML.render(template)
-        guard registry.beginStart() else { throw RunInterrupted(signal: registry.interruptingSignal ?? SIGINT) }
         let domain: LibvirtDomain
-        do {
-            domain = try connection.startTransient(xml: xml)
-        } catch {
-            registry.endStart(nil)
+        switch try startRegistered(cleanup: {}, { try connection.startTransient(xml: xml) }) {
+        case .success(let started): domain = started
+        case .failure(let error):
             try connection.checkAlive()
             try? FileManager.default.removeItem(at: folder)
             throw RestoreUnavailable(reason: "the guest to save did not start: \(error)")
         }
-        registry.endStart(domain)
         defer { registry.unregister(domain) }
         let ready = Data(#"{"type":"ready""#.utf8)
         let deadline = ContinuousClock.now + .seconds(Self.saveBootSeconds)
@@ -218,15 +214,10 @@ extension GuestLauncher {
         }
         let xml = try DomainXML.render(copy)
         let clock = ContinuousClock(), started = clock.now
-        guard registry.beginStart() else {
-            cleanup()
-            throw RunInterrupted(signal: registry.interruptingSignal ?? SIGINT)
-        }
         let domain: LibvirtDomain
-        do {
-            domain = try connection.restoreTransient(from: saved.saveFile.path, xml: xml, name: copy.name)
-        } catch {
-            registry.endStart(nil)
+        switch try startRegistered(cleanup: cleanup, { try connection.restoreTransient(from: saved.saveFile.path, xml: xml, name: copy.name) }) {
+        case .success(let restored): domain = restored
+        case .failure(let error):
             try connection.checkAlive()
             // A save that does not restore is made again by the next cell that wants it.
             try? FileManager.default.removeItem(at: saved.saveFile)
@@ -234,7 +225,6 @@ extension GuestLauncher {
             throw RestoreUnavailable(reason: "libvirt could not restore the saved guest: \(error)")
         }
         let startLatency = clock.now - started
-        registry.endStart(domain)
         // Held open until the guest is done: QEMU may drop what it has not yet passed
         // to the guest when the host end closes.
         let planSocket: Int32
@@ -246,14 +236,9 @@ extension GuestLauncher {
             cleanup()
             throw RestoreUnavailable(reason: "the restored guest took no plan: \(error)")
         }
-        let finished = waitForResult(domain, spec: copy, deadline: started + timeout)
-        close(planSocket)
+        defer { close(planSocket) }
+        let finished = try awaitResult(domain, spec: copy, deadline: started + timeout, cleanup: cleanup)
         let wall = clock.now - started
-        if finished == .stopped, !connection.isAlive {
-            registry.unregister(domain)
-            cleanup()
-            try connection.checkAlive()
-        }
         let outcome = GuestOutcome(domainXML: xml, timedOut: finished == .timedOut, wall: wall, startLatency: startLatency,
                                    console: saved.bootConsole + collect(copy.consolePath, limit: Self.maxConsoleBytes),
                                    results: collect(copy.resultPath, limit: Self.maxResultBytes), startError: nil,
