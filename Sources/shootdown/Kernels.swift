@@ -31,7 +31,7 @@ struct Kernels: ParsableCommand {
     struct Fetch: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Download and cache a kernel (for offline runs).")
 
-        @Argument(help: "Kernel spec: debian[:VERSION] or file:PATH.")
+        @Argument(help: "Kernel spec: debian[:VERSION], file:PATH, git:TREE@REF or dir:PATH (built, and kept for runs).")
         var spec: String = "debian"
 
         @Option(name: .long, help: "x86_64 or aarch64 (default both).")

@@ -70,6 +70,27 @@ final class ScriptedRunner: CommandRunning, @unchecked Sendable {
         #expect(packages.map(\.version) == ["6.1.190", "6.1.192", "6.12.115", "6.12.117"])
     }
 
+    /// apt-cache takes over a second a call: its answer is kept until apt's lists or
+    /// dpkg's architectures change.
+    @Test func theAptAnswerIsKeptUntilAptChanges() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("debian-index-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let runner = ScriptedRunner([(["apt-cache", "search"], CommandOutput(status: 0, stdout: Self.search)),
+                                     (["apt-cache", "show"], CommandOutput(status: 0, stdout: Self.show))])
+        let kernels = DebianKernels(context: ToolContext(paths: ToolPaths(cache: cache, results: cache, resources: cache, stage: cache),
+                                                         runner: runner, log: { _ in }))
+        let first = try kernels.available(arch: .x86_64)
+        #expect(runner.commands.count == 2)
+        #expect(try kernels.available(arch: .x86_64) == first)
+        #expect(runner.commands.count == 2, "apt was asked again with nothing changed")
+        // Another apt state: the kept answer is stale.
+        let index = cache.appendingPathComponent("kernels/debian/index-x86_64.json")
+        let stale = try String(contentsOf: index, encoding: .utf8).replacingOccurrences(of: DebianKernels.aptState(), with: "before an update")
+        try stale.write(to: index, atomically: true, encoding: .utf8)
+        #expect(try kernels.available(arch: .x86_64) == first)
+        #expect(runner.commands.count == 4)
+    }
+
     @Test func resolvesNewestUpstreamAndABIVersions() throws {
         let kernels = Self.kernels()
         #expect(try kernels.package(version: nil, arch: .x86_64).name == "linux-image-6.12.117+deb12-amd64")

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A linux-image package in the configured Debian archive.
-public struct DebianKernelPackage: Sendable, Equatable, Comparable {
+public struct DebianKernelPackage: Sendable, Codable, Equatable, Comparable {
     public var name: String
     public var debianVersion: String
     public var arch: Arch
@@ -39,7 +39,31 @@ public struct DebianKernels: Sendable {
     }
 
     /// Every plain linux-image package for the arch (no -rt, -cloud, -dbg or -unsigned).
+    /// The two apt-cache calls take 1–1.5 s each, per arch, on every run: the answer is
+    /// kept until apt's package lists or dpkg's architectures change.
     public func available(arch: Arch) throws -> [DebianKernelPackage] {
+        struct Index: Codable { var aptState: String; var packages: [DebianKernelPackage] }
+        let file = context.paths.cache.appendingPathComponent("kernels/debian/index-\(arch.rawValue).json")
+        let state = Self.aptState()
+        if let data = try? Data(contentsOf: file), let index = try? JSONDecoder().decode(Index.self, from: data),
+           index.aptState == state, !index.packages.isEmpty {
+            return index.packages
+        }
+        let packages = try query(arch: arch)
+        try? FileManager.default.makeDirectory(file.deletingLastPathComponent())
+        try? writeAtomically(try JSONEncoder().encode(Index(aptState: state, packages: packages)), to: file)
+        return packages
+    }
+
+    /// What apt's answers depend on: the package lists (`apt-get update` renames new ones
+    /// into the folder, which changes its time) and dpkg's foreign architectures.
+    static func aptState(lists: String = "/var/lib/apt/lists", dpkgArch: String = "/var/lib/dpkg/arch") -> String {
+        let modified = (try? FileManager.default.attributesOfItem(atPath: lists))?[.modificationDate] as? Date
+        let arches = ((try? String(contentsOfFile: dpkgArch, encoding: .utf8)) ?? "").split(whereSeparator: \.isNewline)
+        return "\(modified?.timeIntervalSince1970 ?? 0)|\(arches.joined(separator: ","))"
+    }
+
+    func query(arch: Arch) throws -> [DebianKernelPackage] {
         let search = try context.runner.check(Command("apt-cache", ["search", "--names-only", "^linux-image-[0-9]"]))
         let names = Self.packageNames(inSearchOutput: search.stdout, arch: arch)
         guard !names.isEmpty else { return [] }
