@@ -30,8 +30,11 @@ public struct BuildAndRunEvaluator: BisectStepEvaluator {
     public func evaluate(commit: String, tree: URL) throws -> (outcome: StepOutcome, summary: String) {
         let report: RunReport
         do {
+            // Booted, not restored: each step's kernel is new, and a saved guest of it would
+            // cost a boot and a save to be restored once.
             report = try RunPipeline(context: context).run(request(commit: commit, tree: tree),
-                                                           options: ExecutionOptions(runID: "bisect-\(commit.prefix(12))-\(UUID().uuidString.prefix(4))")).report
+                                                           options: ExecutionOptions(runID: "bisect-\(commit.prefix(12))-\(UUID().uuidString.prefix(4))",
+                                                                                     fresh: .boot)).report
         } catch let error as ShootdownError {
             guard case .kernelUnusable = error else { throw error }
             return (.skip, "unbuildable: \(error.description.prefix(300))")
