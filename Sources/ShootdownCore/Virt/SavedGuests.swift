@@ -127,8 +127,12 @@ extension GuestLauncher {
         }
         let byUse = folders.map { ($0, lastUse($0)) }.sorted { $0.1 > $1.1 }
         for (index, (folder, used)) in byUse.enumerated() where index >= Self.keptSaves || Date().timeIntervalSince(used) > Self.savedMaxAge {
-            guard let held = HeldLock.tryTake(folder.appendingPathExtension("lock")) else { continue }
+            let lock = folder.appendingPathExtension("lock")
+            guard let held = HeldLock.tryTake(lock) else { continue }
             try? FileManager.default.removeItem(at: folder)
+            // Unlinked while held: a run that opens the path later locks a new file, for
+            // a slot that no longer has a save.
+            unlink(lock.path)
             held.release()
         }
     }
