@@ -120,8 +120,14 @@ extension GuestLauncher {
     /// Removes saves nobody used for a week, and the least recently used beyond
     /// `keptSaves`; never one a run holds.
     func pruneSaved() {
-        let folders = ((try? FileManager.default.contentsOfDirectory(atPath: savedRoot.path)) ?? [])
-            .map { savedRoot.appendingPathComponent($0) }.filter(isDirectory)
+        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: savedRoot.path)) ?? []).map { savedRoot.appendingPathComponent($0) }
+        let folders = entries.filter(isDirectory)
+        // Locks of slots whose save was never made or is gone.
+        for lock in entries where lock.pathExtension == "lock" && !isDirectory(lock.deletingPathExtension()) {
+            guard let held = HeldLock.tryTake(lock) else { continue }
+            unlink(lock.path)
+            held.release()
+        }
         func lastUse(_ folder: URL) -> Date {
             ((try? FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("uuid").path))?[.modificationDate] as? Date) ?? .distantPast
         }
