@@ -178,3 +178,34 @@ import Testing
         #expect((0..<4).compactMap { _ in board.next()?.cells } == [[0], [1], [2], [3]])
     }
 }
+
+@Suite struct SavedGuestPruningTests {
+    /// Saves go when unused for a week or beyond the twelve most recently used; a held
+    /// slot stays whatever its age, and locks of slots without a save go.
+    @Test func oldAndSurplusSavesGoHeldOnesStay() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("saved-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let now = Date()
+        func save(_ name: String, usedDaysAgo days: Double) throws {
+            let folder = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let uuid = folder.appendingPathComponent("uuid")
+            try Data("u\n".utf8).write(to: uuid)
+            try FileManager.default.setAttributes([.modificationDate: now.addingTimeInterval(-days * 86400)], ofItemAtPath: uuid.path)
+            FileManager.default.createFile(atPath: folder.path + ".lock", contents: nil)
+        }
+        for index in 0..<13 { try save("recent-\(index)", usedDaysAgo: Double(index) / 10) }
+        try save("old-held", usedDaysAgo: 30)
+        try save("old", usedDaysAgo: 8)
+        FileManager.default.createFile(atPath: root.appendingPathComponent("gone-0.lock").path, contents: nil)
+        let held = try #require(HeldLock.tryTake(root.appendingPathComponent("old-held.lock")))
+        defer { held.release() }
+        GuestLauncher.pruneSaved(in: root, now: now)
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: root.path))
+        #expect(left.contains("old-held") && left.contains("old-held.lock"))
+        #expect(!left.contains("old") && !left.contains("old.lock"))
+        #expect(!left.contains("gone-0.lock"))
+        #expect((0..<12).allSatisfy { left.contains("recent-\($0)") })
+        #expect(!left.contains("recent-12"), "the thirteenth most recent save was kept")
+    }
+}

@@ -95,7 +95,7 @@ extension GuestLauncher {
                 // Its last use, for pruneSaved().
                 utimes(uuidFile.path, nil)
             } else {
-                pruneSaved()
+                Self.pruneSaved(in: savedRoot)
                 template.uuid = UUID().uuidString.lowercased()
                 context.log("  booting a guest to save (\(spec.arch) \(spec.accel) \(spec.vcpus) vCPUs \(spec.memoryMiB) MiB); cells restore it")
                 do {
@@ -118,8 +118,8 @@ extension GuestLauncher {
     static let savedMaxAge: TimeInterval = 7 * 24 * 3600
 
     /// Removes saves nobody used for a week, and the least recently used beyond
-    /// `keptSaves`; never one a run holds.
-    func pruneSaved() {
+    /// `keptSaves`; never one a run holds (its slot's lock).
+    static func pruneSaved(in savedRoot: URL, now: Date = Date()) {
         let entries = ((try? FileManager.default.contentsOfDirectory(atPath: savedRoot.path)) ?? []).map { savedRoot.appendingPathComponent($0) }
         let folders = entries.filter(isDirectory)
         // Locks of slots whose save was never made or is gone.
@@ -132,7 +132,7 @@ extension GuestLauncher {
             ((try? FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("uuid").path))?[.modificationDate] as? Date) ?? .distantPast
         }
         let byUse = folders.map { ($0, lastUse($0)) }.sorted { $0.1 > $1.1 }
-        for (index, (folder, used)) in byUse.enumerated() where index >= Self.keptSaves || Date().timeIntervalSince(used) > Self.savedMaxAge {
+        for (index, (folder, used)) in byUse.enumerated() where index >= keptSaves || now.timeIntervalSince(used) > savedMaxAge {
             let lock = folder.appendingPathExtension("lock")
             guard let held = HeldLock.tryTake(lock) else { continue }
             try? FileManager.default.removeItem(at: folder)
@@ -143,7 +143,7 @@ extension GuestLauncher {
         }
     }
 
-    private func isDirectory(_ url: URL) -> Bool {
+    private static func isDirectory(_ url: URL) -> Bool {
         var directory: ObjCBool = false
         return FileManager.default.fileExists(atPath: url.path, isDirectory: &directory) && directory.boolValue
     }
