@@ -137,10 +137,3 @@ func runAndReport(_ request: RunRequest, context: ToolContext, execution: Execut
     if outcome.report.failed { throw ExitCode(1) }
 }
 
-func parseChoice<T: RawRepresentable & CaseIterable>(_ text: String, as type: T.Type, option: String) throws -> T
-    where T.RawValue == String {
-    guard let value = T(rawValue: text.lowercased()) else {
-        throw ShootdownError.usage("\(option) \(text): use one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return value
-}

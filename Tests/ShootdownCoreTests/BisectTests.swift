@@ -138,6 +138,17 @@ import Testing
         #expect(result.subject == "patch 3 of 4: 0003-commit-3.patch")
     }
 
+    /// The documented `--status FAIL` parses (status names are upper case, other choices
+    /// lower case), and a wrong one names the choices.
+    @Test func choicesParseInAnyCase() throws {
+        #expect(try parseChoice("FAIL", as: CellStatus.self, option: "--status") == .fail)
+        #expect(try parseChoice("error", as: CellStatus.self, option: "--status") == .error)
+        #expect(try parseChoice("TCG", as: AcceleratorChoice.self, option: "--accel") == .tcg)
+        #expect(throws: ShootdownError.usage("--status FAILED: use one of FAIL, ERROR, MISS, PASS, DONE, SKIP")) {
+            try parseChoice("FAILED", as: CellStatus.self, option: "--status")
+        }
+    }
+
     @Test func criteria() {
         let good = SweepAnalysisTests.result(gib: 1, syncPerOp: 1, cal: 6)
         let bad = SweepAnalysisTests.result(gib: 1, syncPerOp: 3, cal: 6)

@@ -50,3 +50,13 @@ public enum ShootdownError: Error, Equatable, CustomStringConvertible, Localized
 
     public var errorDescription: String? { description }
 }
+
+/// A command-line choice by its name, in any case: `--status FAIL` and `--status fail`,
+/// `--accel TCG` and `--accel tcg` alike; anything else names the choices.
+public func parseChoice<T: RawRepresentable & CaseIterable>(_ text: String, as type: T.Type, option: String) throws -> T
+    where T.RawValue == String {
+    guard let value = T.allCases.first(where: { $0.rawValue.lowercased() == text.lowercased() }) else {
+        throw ShootdownError.usage("\(option) \(text): use one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return value
+}
