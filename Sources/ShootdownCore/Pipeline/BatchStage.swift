@@ -37,7 +37,7 @@ extension RunPipeline {
     /// One boot for `members`; each reached cell is judged from its own part of the boot
     /// and keeps its own files, with a reproducer that runs it alone.
     func runBatch(_ members: [(cell: Cell, test: PlannedTest)], assets: ArchAssets, launcher: any GuestLaunching,
-                  runID: String, fresh: FreshGuest = .boot) throws -> BatchOutcome {
+                  runID: String, fresh: FreshGuest) throws -> BatchOutcome {
         let first = members[0].cell
         let ids = members.indices.map { GuestBatch.testID(position: $0, count: members.count) }
         let widening = wideningRequest(members[0].test.test, kernel: first.kernel, off: members[0].test.wideningOff)

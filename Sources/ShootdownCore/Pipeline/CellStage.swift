@@ -5,7 +5,7 @@ import Foundation
 extension RunPipeline {
     /// One cell: image, boot, judge (persisting is the caller's).
     func runCell(_ cell: Cell, test planned: PlannedTest, assets: ArchAssets, launcher: any GuestLaunching, runID: String,
-                 fresh: FreshGuest = .boot) throws -> (CellResult, RunDirectory.CellArtifacts) {
+                 fresh: FreshGuest) throws -> (CellResult, RunDirectory.CellArtifacts) {
         let test = planned.test
         if let reason = cell.skipReason {
             let result = CellResult(cell: cell.descriptor, status: .skip, reason: reason, checks: [], counters: nil,

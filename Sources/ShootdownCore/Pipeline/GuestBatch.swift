@@ -111,7 +111,7 @@ public enum GuestBatch {
 
 /// Which boot a cell ran in, when it shared it with others (result.json `batch`).
 public struct BatchPlacement: Sendable, Codable, Equatable {
-    /// The boot's domain name: cells with the same one ran in the same guest.
+    /// The boot's name: cells with the same one ran in the same guest.
     public var boot: String
     /// 1-based place in the boot's plan, and the plan's length.
     public var position: Int

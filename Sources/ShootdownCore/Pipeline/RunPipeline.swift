@@ -151,7 +151,7 @@ public struct RunPipeline: Sendable {
     /// its worker starts another. Cells a batch did not reach go back on the board for a
     /// fresh boot. The first harness exception stops the other workers.
     func execute(_ cells: [(cell: Cell, test: PlannedTest)], boots: [[Int]], jobs: Int, assets: [Arch: ArchAssets],
-                 directory: RunDirectory, alreadyDone: Int, total: Int, fresh: FreshGuest = .restore,
+                 directory: RunDirectory, alreadyDone: Int, total: Int, fresh: FreshGuest,
                  onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
         guard !cells.isEmpty else { return }
         let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total,
