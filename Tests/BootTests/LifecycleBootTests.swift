@@ -140,6 +140,32 @@ import Testing
         #expect(launched.finishedCells().count == 2)
     }
 
+    /// SIGTERM while a restored guest runs: the copy is destroyed, its stage folder goes,
+    /// the run exits 143, and the resumed run restores again (the slot was freed) and
+    /// finishes the cell. The second cell runs long enough to be interrupted.
+    @Test func stopSignalDuringARestoredGuest() throws {
+        try Self.require()
+        let results = Self.temporary("restored")
+        defer { try? FileManager.default.removeItem(at: results) }
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,400", "--jobs", "1", "--timeout", "200", "--isolation", "cell", "--fresh", "restore"]
+        let runID = "restored-\(getpid())"
+        let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
+        launched.waitForFirstCell()
+        try #require(launched.process.isRunning, "the run ended before the signal:\n\(tail(launched.said, lines: 12))")
+        kill(launched.process.processIdentifier, SIGTERM)
+        #expect(launched.wait(timeout: 60))
+        #expect(launched.process.terminationStatus == 128 + SIGTERM, "\(tail(launched.said, lines: 12))")
+        #expect(Self.stageFolders("shootdown-\(runID)").isEmpty, "\(Self.stageFolders("shootdown-\(runID)"))")
+        #expect(launched.finishedCells().count == 1)
+
+        let resumed = try Self.resume(launched, arguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(launched.finishedCells().count == 2)
+        let report = try #require(try RunDirectory(url: results.appendingPathComponent(runID)).readReport())
+        #expect(report.cells.allSatisfy { $0.status == .pass && $0.guestStart?.hasPrefix("restored a saved guest") == true },
+                "\(report.cells.map { "\($0.status) \($0.guestStart ?? "")" })")
+    }
+
     /// From the very start: a signal while programs are still being built (before any
     /// guest) exits 143, not by the default action.
     @Test func sigtermBeforeAnyGuestExitsCleanly() throws {
