@@ -115,14 +115,17 @@ import Testing
     }
 
     /// SIGTERM and SIGHUP do what Ctrl-C does: guests destroyed, stage folders removed,
-    /// exit 128 + signal, and the run resumes.
-    @Test(arguments: [SIGTERM, SIGHUP])
-    func stopSignalsBehaveLikeCtrlC(_ signalNumber: Int32) throws {
+    /// exit 128 + signal, and the run resumes. Booted guests and restored ones alike: a
+    /// restored copy's slot is free again, so the resumed run restores too. The second cell
+    /// runs long enough (400 cycles) to be interrupted even when restored.
+    @Test(arguments: [(SIGTERM, FreshGuest.boot), (SIGHUP, .boot), (SIGTERM, .restore)])
+    func stopSignalsBehaveLikeCtrlC(_ signalNumber: Int32, _ fresh: FreshGuest) throws {
         try Self.require()
-        let results = Self.temporary("signal\(signalNumber)")
+        let results = Self.temporary("signal\(signalNumber)-\(fresh)")
         defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,3", "--jobs", "1", "--timeout", "150", "--isolation", "cell", "--fresh", "boot"]
-        let runID = "signal\(signalNumber)-\(getpid())"
+        let arguments = ["--arch", "x86_64", "--param", "cycles=2,400", "--jobs", "1", "--timeout", "200", "--isolation", "cell",
+                         "--fresh", fresh.rawValue]
+        let runID = "signal\(signalNumber)-\(fresh)-\(getpid())"
         let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
         launched.waitForFirstCell()
         try #require(launched.process.isRunning, "the run ended before the signal:\n\(tail(launched.said, lines: 12))")
@@ -138,29 +141,7 @@ import Testing
         let resumed = try Self.resume(launched, arguments)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(launched.finishedCells().count == 2)
-    }
-
-    /// SIGTERM while a restored guest runs: the copy is destroyed, its stage folder goes,
-    /// the run exits 143, and the resumed run restores again (the slot was freed) and
-    /// finishes the cell. The second cell runs long enough to be interrupted.
-    @Test func stopSignalDuringARestoredGuest() throws {
-        try Self.require()
-        let results = Self.temporary("restored")
-        defer { try? FileManager.default.removeItem(at: results) }
-        let arguments = ["--arch", "x86_64", "--param", "cycles=2,400", "--jobs", "1", "--timeout", "200", "--isolation", "cell", "--fresh", "restore"]
-        let runID = "restored-\(getpid())"
-        let launched = try Launched(arguments + ["--run-id", runID], results: results, runID: runID)
-        launched.waitForFirstCell()
-        try #require(launched.process.isRunning, "the run ended before the signal:\n\(tail(launched.said, lines: 12))")
-        kill(launched.process.processIdentifier, SIGTERM)
-        #expect(launched.wait(timeout: 60))
-        #expect(launched.process.terminationStatus == 128 + SIGTERM, "\(tail(launched.said, lines: 12))")
-        #expect(Self.stageFolders("shootdown-\(runID)").isEmpty, "\(Self.stageFolders("shootdown-\(runID)"))")
-        #expect(launched.finishedCells().count == 1)
-
-        let resumed = try Self.resume(launched, arguments)
-        #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(launched.finishedCells().count == 2)
+        guard fresh == .restore else { return }
         let report = try #require(try RunDirectory(url: results.appendingPathComponent(runID)).readReport())
         #expect(report.cells.allSatisfy { $0.status == .pass && $0.guestStart?.hasPrefix("restored a saved guest") == true },
                 "\(report.cells.map { "\($0.status) \($0.guestStart ?? "")" })")

@@ -41,15 +41,7 @@ extension RunPipeline {
         let first = members[0].cell
         let ids = members.indices.map { GuestBatch.testID(position: $0, count: members.count) }
         let widening = wideningRequest(members[0].test.test, kernel: first.kernel, off: members[0].test.wideningOff)
-        let module = widening?.availability == .module ? try first.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
-        let steps = zip(members, ids).map { member, id in
-            GuestPlan.TestStep(id: id, timeoutSeconds: Self.testTimeout(member.cell), path: "/shootdown/tests/\(id)")
-        }
-        let plan = GuestPlan(hugepages: members.map(\.test.test.hugepages).max() ?? 0, probes: members[0].test.test.probes,
-                             tests: steps, widening: module == nil ? nil : widening?.plan, batch: true)
-        let image = GuestImage(agent: assets.agent, plan: plan,
-                               programs: zip(ids, members).map { ($0, assets.programs[$1.cell.instance]!) },
-                               modules: try first.kernel.moduleFiles(), wideningModule: module)
+        let image = try guestImage(members.map { ($0.cell, $0.test.test) }, assets: assets, widening: widening)
         // The first cell's whole budget, then each later test's own limit in the guest.
         let timeout = first.timeoutSeconds + members.dropFirst().map { Self.testTimeout($0.cell) }.reduce(0, +)
         let name = Self.domainName(runID: runID, cellID: "batch-\(first.id)")

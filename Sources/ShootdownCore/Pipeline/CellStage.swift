@@ -74,13 +74,24 @@ extension RunPipeline {
     /// The initramfs: agent, plan, test program, the kernel's channel modules and, where the
     /// test widens and a module was built for this kernel, the widening module.
     func guestImage(_ cell: Cell, test: RenderedTest, assets: ArchAssets, widening: WideningRequest? = nil) throws -> GuestImage {
-        let programID = Self.programID
-        let module = widening?.availability == .module ? try cell.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
-        let plan = GuestPlan(hugepages: test.hugepages, probes: test.probes,
-                             tests: [.init(id: programID, timeoutSeconds: Self.testTimeout(cell), path: "/shootdown/tests/\(programID)")],
-                             widening: module == nil ? nil : widening?.plan)
-        return GuestImage(agent: assets.agent, plan: plan, programs: [(programID, assets.programs[cell.instance]!)],
-                          modules: try cell.kernel.moduleFiles(), wideningModule: module)
+        try guestImage([(cell, test)], assets: assets, widening: widening)
+    }
+
+    /// The image of one boot for `members` (cells that need the same guest): the plan runs
+    /// their tests in order, a batch when there are several, with the largest hugepage pool
+    /// any of them asks for; one cell's image keeps the single-cell test id.
+    func guestImage(_ members: [(cell: Cell, test: RenderedTest)], assets: ArchAssets,
+                    widening: WideningRequest?) throws -> GuestImage {
+        let first = members[0]
+        let ids = members.indices.map { GuestBatch.testID(position: $0, count: members.count) }
+        let module = widening?.availability == .module ? try first.cell.kernel.wideningModule.map { try Data(contentsOf: $0) } : nil
+        let steps = zip(members, ids).map { member, id in
+            GuestPlan.TestStep(id: id, timeoutSeconds: Self.testTimeout(member.cell), path: "/shootdown/tests/\(id)")
+        }
+        let plan = GuestPlan(hugepages: members.map(\.test.hugepages).max() ?? 0, probes: first.test.probes, tests: steps,
+                             widening: module == nil ? nil : widening?.plan, batch: members.count > 1)
+        return GuestImage(agent: assets.agent, plan: plan, programs: zip(ids, members).map { ($0, assets.programs[$1.cell.instance]!) },
+                          modules: try first.cell.kernel.moduleFiles(), wideningModule: module)
     }
 
     /// The agent kills a hung test well before the host gives up on the whole guest.
