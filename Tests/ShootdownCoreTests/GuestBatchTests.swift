@@ -66,7 +66,7 @@ import Testing
     @Test func aCellKeepsOnlyItsOwnTestRecord() {
         let stream = Data(([SyntheticGuest.boot(), SyntheticGuest.test(id: "t1"), SyntheticGuest.test(id: "t2"), "junk", SyntheticGuest.done]
             .joined(separator: "\n") + "\n").utf8)
-        let kept = GuestRecords.parse(GuestBatch.stream(stream, keeping: "t2"))
+        let kept = GuestRecords.parse(GuestBatch.streams(stream, ids: ["t1", "t2"])["t2"]!)
         #expect(kept.tests.map(\.id) == ["t2"] && kept.boot != nil && kept.finished && kept.rejectedCount == 1)
     }
 

@@ -53,6 +53,7 @@ extension RunPipeline {
         let collected = GuestRecords.collect(port: outcome.results, console: console, consoleFallback: first.kernel.config == nil)
         let split = GuestBatch.split(console: console, records: collected.records, testIDs: ids, timedOut: outcome.timedOut)
         let share = outcome.wall.seconds / Double(split.parts.count)
+        let streams = GuestBatch.streams(collected.stream, ids: ids)
         var ran: [(result: CellResult, artifacts: RunDirectory.CellArtifacts)] = []
         for (position, part) in split.parts.enumerated() {
             let (cell, planned) = members[position]
@@ -64,7 +65,7 @@ extension RunPipeline {
             // The cell's own single-test image, so that reproduce.sh runs it alone.
             let alone = try guestImage(cell, test: planned.test, assets: assets, widening: widening)
             artifacts.console = Data(part.console.utf8)
-            artifacts.records = GuestBatch.stream(collected.stream, keeping: ids[position])
+            artifacts.records = streams[ids[position]]!
             artifacts.initramfs = alone.archive
             artifacts.initramfsListing = alone.listing
             artifacts.reproducer = Reproducer.script(cell: cell, spec: spec, libvirtURI: context.libvirtURI,

@@ -89,19 +89,20 @@ public enum GuestBatch {
         return offsets
     }
 
-    /// The records stream as one cell keeps it: every line but other tests' records.
-    static func stream(_ stream: Data, keeping id: String) -> Data {
+    /// The records stream as each cell keeps it, by test id: every line but other tests'
+    /// records. One pass over the stream, however many cells share it.
+    static func streams(_ stream: Data, ids: [String]) -> [String: Data] {
         struct Envelope: Decodable { var type: String?; var id: String? }
         let decoder = JSONDecoder()
-        var out = Data()
+        var out = Dictionary(uniqueKeysWithValues: ids.map { ($0, Data()) })
         stream.withUnsafeBytes { bytes in
             GuestStream.forEachLine(bytes) { line, _, terminated in
-                let data = Data(line)
-                if let envelope = try? decoder.decode(Envelope.self, from: data), envelope.type == "test", envelope.id != id {
-                    return true
+                var data = Data(line)
+                if terminated { data.append(UInt8(ascii: "\n")) }
+                let envelope = try? decoder.decode(Envelope.self, from: Data(line))
+                for id in ids where envelope?.type != "test" || envelope?.id == id {
+                    out[id]!.append(data)
                 }
-                out.append(data)
-                if terminated { out.append(UInt8(ascii: "\n")) }
                 return true
             }
         }
