@@ -102,6 +102,27 @@ import XMLSupport
         #expect(QemuCommandLine.arguments(for: spec).first == "/usr/bin/qemu-system-x86_64")
     }
 
+    /// arm64 gets a TCG thread per vCPU only with a core for each and one to spare; x86
+    /// never (MTTCG crashes it). The launcher's spec, the reproducer's QEMU line and the
+    /// run's thread budget all follow the same choice.
+    @Test func tcgThreadsFollowTheHostsCores() throws {
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 2) == .single)
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 4) == .single)
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 5) == .multi)
+        #expect(TCGThreads.choose(arch: .x86_64, vcpus: 2, hostCPUs: 64) == .single)
+        let stage = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-threads-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: stage) }
+        // Needs qemu-system-aarch64 installed (ci/setup-host), as the boot tests do.
+        var context = ToolContext(paths: ToolPaths(cache: stage, results: stage, resources: stage, stage: stage))
+        for (cpus, threads) in [(2, TCGThreads.single), (16, .multi)] {
+            context.hostCPUs = cpus
+            let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: "test:///default"), staging: .files)
+            let spec = try launcher.stagedSpec(name: "shootdown-t", arch: .aarch64, accel: .tcg, paravirt: nil, vcpus: 4, memoryMiB: 512)
+            #expect(spec.tcgThreads == threads)
+            #expect(QemuCommandLine.arguments(for: spec).contains("tcg,thread=single") == (threads == .single))
+        }
+    }
+
     @Test func rawQemuLineMirrorsTheDomain() {
         let line = QemuCommandLine.shellLine(for: Self.spec(.aarch64, .tcg, nil))
         GoldenFile.check(line + "\n", "qemu-aarch64-tcg.txt")

@@ -57,6 +57,9 @@ extension RunPipeline {
                                 consoleTail: verdict.consoleTail, repeatIndex: cell.repeatIndex)
         result.widening = verdict.widening
         result.guestStart = outcome.start
+        if cell.accel == .tcg {
+            result.cell.tcgThreads = TCGThreads.choose(arch: cell.arch, vcpus: cell.vcpus, hostCPUs: context.hostCPUs)
+        }
         return (result, artifacts)
     }
 

@@ -154,9 +154,9 @@ public struct RunPipeline: Sendable {
                  directory: RunDirectory, alreadyDone: Int, total: Int, fresh: FreshGuest,
                  onCell: @Sendable (CellResult, URL, Progress) -> Void) throws {
         guard !cells.isEmpty else { return }
-        let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total,
-                              threads: ProcessInfo.processInfo.activeProcessorCount) { boot in
-            Self.emulatorThreads(cells[boot[0]].cell)
+        let hostCPUs = context.hostCPUs
+        let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total, threads: hostCPUs) { boot in
+            Self.emulatorThreads(cells[boot[0]].cell, hostCPUs: hostCPUs)
         }
         let registry = context.activeDomains
         Workers.run(jobs) { _ in
@@ -207,12 +207,12 @@ public struct RunPipeline: Sendable {
         if let error = board.error { throw error }
     }
 
-    /// Host threads a cell's guest keeps busy (WorkBoard): a thread per vCPU for arm64's
-    /// multi-threaded TCG, one for x86 under TCG (single-threaded, DomainSpec.singleThreadedTCG);
-    /// a KVM vCPU sleeps in the kernel when idle, and a skipped cell boots nothing: none.
-    static func emulatorThreads(_ cell: Cell) -> Int {
+    /// Host threads a cell's guest keeps busy (WorkBoard): under TCG one, or a thread per
+    /// vCPU where it runs multi-threaded (TCGThreads); a KVM vCPU sleeps in the kernel when
+    /// idle, and a skipped cell boots nothing: none.
+    static func emulatorThreads(_ cell: Cell, hostCPUs: Int) -> Int {
         guard cell.accel == .tcg, cell.skipReason == nil else { return 0 }
-        return cell.arch == .x86_64 ? 1 : cell.vcpus
+        return TCGThreads.choose(arch: cell.arch, vcpus: cell.vcpus, hostCPUs: hostCPUs) == .multi ? cell.vcpus : 1
     }
 
     /// Unmet expectations turn a passing cell into a failing one.

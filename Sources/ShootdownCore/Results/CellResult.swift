@@ -114,10 +114,13 @@ public struct CellDescriptor: Sendable, Codable, Equatable {
     public var memoryMiB: Int
     public var test: String
     public var parameters: [String: ParameterValue]
+    /// Under TCG: whether QEMU ran the vCPUs on one host thread or a thread each.
+    public var tcgThreads: TCGThreads?
 
     enum CodingKeys: String, CodingKey {
         case id, arch, kernel, accel, paravirt, vcpus, test, parameters
         case kernelVersion = "kernel_version", kernelOrigin = "kernel_origin", memoryMiB = "memory_mib"
+        case tcgThreads = "tcg_threads"
     }
 }
 

@@ -20,6 +20,8 @@ public struct ToolContext: Sendable {
     private var guestHost: (any GuestHost)?
     /// The guests this process runs, for interruption; a test gives a run its own.
     public var activeDomains: ActiveDomains = .shared
+    /// The host's CPUs: how many guests run at once and how TCG runs their vCPUs.
+    public var hostCPUs = ProcessInfo.processInfo.activeProcessorCount
 
     public init(paths: ToolPaths, runner: any CommandRunning = ProcessRunner(),
                 libvirtURI: String = ToolContext.defaultLibvirtURI,

@@ -1,5 +1,23 @@
 import Foundation
 
+/// How QEMU's TCG runs a guest's vCPUs: one host thread for all of them in turn, or a
+/// thread each (MTTCG).
+public enum TCGThreads: String, Sendable, Codable {
+    case single, multi
+
+    /// x86 guests under multi-threaded TCG crash at random (`Oops: int3` at static-key
+    /// patch sites: QEMU 7.2's MTTCG races on cross-modifying code), seen in ~3% of boots
+    /// here and more under load: always one thread. An arm64 guest gets a thread per vCPU
+    /// only while the host has a core for each and one to spare. Overcommitted, its vCPUs
+    /// spin in IPI waits for vCPU threads the host has descheduled: measured on 2 cores,
+    /// a 4-vCPU guest's test took 0.3 s to 7.5 s at random (`hrtimer: interrupt took
+    /// 15981120 ns`), two such guests at once stalled RCU, and 9 cells took 26-34 s against
+    /// 6.4-6.8 s with one thread each (two guests at once).
+    public static func choose(arch: Arch, vcpus: Int, hostCPUs: Int) -> TCGThreads {
+        arch == .x86_64 || vcpus >= hostCPUs ? .single : .multi
+    }
+}
+
 /// Everything that defines one guest boot, independent of how it is started
 /// (libvirt domain XML or a raw QEMU command line for reproducers).
 public struct DomainSpec: Sendable, Equatable {
@@ -26,6 +44,9 @@ public struct DomainSpec: Sendable, Equatable {
     public var planSocketPath: String?
     /// Set for saved guests and their restored copies, which must carry the saved one's.
     public var uuid: String?
+    /// How QEMU runs the vCPUs under TCG (ignored under KVM); the launcher sets it for
+    /// the host (`TCGThreads.choose`), the default assumes one core per vCPU.
+    public var tcgThreads: TCGThreads
 
     public init(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
                 emulator: String, kernel: String, initrd: String, consolePath: String, resultPath: String) {
@@ -40,13 +61,11 @@ public struct DomainSpec: Sendable, Equatable {
         self.initrd = initrd
         self.consolePath = consolePath
         self.resultPath = resultPath
+        tcgThreads = TCGThreads.choose(arch: arch, vcpus: vcpus, hostCPUs: .max)
     }
 
-    /// x86 guests under multi-threaded TCG crash at random (`Oops: int3` at static-key
-    /// patch sites: QEMU 7.2's MTTCG races on cross-modifying code), seen in ~3% of
-    /// boots here and more under load. One TCG thread avoids it, and on small hosts is
-    /// even faster (4.3-5.6 s against 7.3-7.6 s per cell on 2 cores).
-    public var singleThreadedTCG: Bool { accel == .tcg && arch == .x86_64 }
+    /// One TCG thread for all vCPUs (`TCGThreads`).
+    public var singleThreadedTCG: Bool { accel == .tcg && tcgThreads == .single }
 
     /// Suffixes for QEMU's `-accel` and `-cpu` values that libvirt cannot express: single-
     /// threaded TCG (above), and arm64 stolen time off under KVM (libvirt has no knob for

@@ -76,6 +76,7 @@ public struct GuestLauncher: GuestLaunching {
                               emulator: emulator, kernel: folder + "kernel", initrd: folder + "initramfs.cpio",
                               consolePath: folder + "console.log", resultPath: folder + "results.jsonl")
         spec.owner = .current
+        spec.tcgThreads = TCGThreads.choose(arch: arch, vcpus: vcpus, hostCPUs: context.hostCPUs)
         // Every guest runs through the wrapper: it also enforces the guest's lifetime.
         let suffixes = spec.qemuSuffixes
         spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu)
