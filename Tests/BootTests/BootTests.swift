@@ -157,7 +157,7 @@ import Testing
         let connection = try LibvirtConnection(uri: context.libvirtURI)
         let launcher = GuestLauncher(context: context, connection: connection)
         let spec = try launcher.stagedSpec(name: "shootdown-test-hang-\(getpid())", arch: .x86_64, accel: .tcg,
-                                           paravirt: nil, vcpus: 1, memoryMiB: 256)
+                                           paravirt: nil, vcpus: 1, memoryMiB: 256, tcgThreads: .single)
         let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: .seconds(8))
         launcher.waitForTeardowns()
         #expect(outcome.timedOut)

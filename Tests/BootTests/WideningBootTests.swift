@@ -54,7 +54,7 @@ import Testing
         let image = GuestImage(agent: agent, plan: plan, programs: [("test", program)], wideningModule: try Data(contentsOf: module))
         let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: context.libvirtURI))
         let spec = try launcher.stagedSpec(name: "shootdown-test-widen-\(getpid())", arch: .x86_64, accel: .tcg,
-                                           paravirt: nil, vcpus: 1, memoryMiB: 512)
+                                           paravirt: nil, vcpus: 1, memoryMiB: 512, tcgThreads: .single)
         let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: .seconds(120))
         launcher.waitForTeardowns()
         var input = VerdictBuilder.Input(testID: "test", operation: "op", probes: [], console: String(decoding: outcome.console, as: UTF8.self),

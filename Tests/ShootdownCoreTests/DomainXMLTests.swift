@@ -102,25 +102,29 @@ import XMLSupport
         #expect(QemuCommandLine.arguments(for: spec).first == "/usr/bin/qemu-system-x86_64")
     }
 
-    /// arm64 gets a TCG thread per vCPU only with a core for each and one to spare; x86
-    /// never (MTTCG crashes it). The launcher's spec, the reproducer's QEMU line and the
-    /// run's thread budget all follow the same choice.
-    @Test func tcgThreadsFollowTheHostsCores() throws {
-        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 2) == .single)
-        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 4) == .single)
-        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 5) == .multi)
-        #expect(TCGThreads.choose(arch: .x86_64, vcpus: 2, hostCPUs: 64) == .single)
+    /// arm64 gets a TCG thread per vCPU for race tests, and otherwise only with a core for
+    /// each vCPU and one to spare; x86 never (MTTCG crashes it). The spec, the
+    /// reproducer's QEMU line and the run's thread budget follow the same choice.
+    @Test func tcgThreadsFollowTheTestAndTheHostsCores() throws {
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 2, races: false) == .single)
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 4, races: false) == .single)
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 5, races: false) == .multi)
+        #expect(TCGThreads.choose(arch: .aarch64, vcpus: 4, hostCPUs: 2, races: true) == .multi)
+        #expect(TCGThreads.choose(arch: .x86_64, vcpus: 4, hostCPUs: 2, races: true) == .single)
         let stage = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-threads-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: stage) }
         // Needs qemu-system-aarch64 installed (ci/setup-host), as the boot tests do.
-        var context = ToolContext(paths: ToolPaths(cache: stage, results: stage, resources: stage, stage: stage))
-        for (cpus, threads) in [(2, TCGThreads.single), (16, .multi)] {
-            context.hostCPUs = cpus
-            let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: "test:///default"), staging: .files)
-            let spec = try launcher.stagedSpec(name: "shootdown-t", arch: .aarch64, accel: .tcg, paravirt: nil, vcpus: 4, memoryMiB: 512)
-            #expect(spec.tcgThreads == threads)
+        let context = ToolContext(paths: ToolPaths(cache: stage, results: stage, resources: stage, stage: stage))
+        let launcher = GuestLauncher(context: context, connection: try LibvirtConnection(uri: "test:///default"), staging: .files)
+        for threads in [TCGThreads.single, .multi] {
+            let spec = try launcher.stagedSpec(name: "shootdown-t", arch: .aarch64, accel: .tcg, paravirt: nil, vcpus: 4,
+                                               memoryMiB: 512, tcgThreads: threads)
             #expect(QemuCommandLine.arguments(for: spec).contains("tcg,thread=single") == (threads == .single))
         }
+        // The race templates say so; the counting one does not.
+        let catalog = TemplateCatalog(resources: Repository.root)
+        #expect(try ["gup-fast-unshare-race", "collapse-gup-fast-race", "gup-pin-unshare", "madv-collapse"].allSatisfy { try catalog.template(named: $0).manifest.races })
+        #expect(try !catalog.template(named: "hugetlb-share-fork-exit").manifest.races)
     }
 
     @Test func rawQemuLineMirrorsTheDomain() {

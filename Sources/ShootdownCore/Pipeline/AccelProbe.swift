@@ -50,7 +50,8 @@ public struct AccelProbe: Sendable {
         if let decision = decisionWithoutProbe(arch: arch, choice: choice) { return decision }
         context.log("accel \(arch): probing KVM with a \(Int(Self.probeTimeout.seconds)) s boot of \(kernel.version)")
         let name = "shootdown-kvm-probe-\(getpid())"
-        let spec = try launcher.stagedSpec(name: name, arch: arch, accel: .kvm, paravirt: nil, vcpus: 1, memoryMiB: 256)
+        let spec = try launcher.stagedSpec(name: name, arch: arch, accel: .kvm, paravirt: nil, vcpus: 1, memoryMiB: 256,
+                                           tcgThreads: .single)
         let image = GuestImage(agent: agent, plan: GuestPlan(hugepages: 0, probes: [], tests: []), programs: [],
                                modules: try kernel.moduleFiles())
         let outcome = try launcher.boot(spec, kernel: kernel.kernel, initramfs: image.archive, timeout: Self.probeTimeout)

@@ -46,7 +46,8 @@ extension RunPipeline {
         let timeout = first.timeoutSeconds + members.dropFirst().map { Self.testTimeout($0.cell) }.reduce(0, +)
         let name = Self.domainName(runID: runID, cellID: "batch-\(first.id)")
         let spec = try launcher.stagedSpec(name: name, arch: first.arch, accel: first.accel, paravirt: first.paravirt,
-                                           vcpus: first.vcpus, memoryMiB: first.memoryMiB)
+                                           vcpus: first.vcpus, memoryMiB: first.memoryMiB,
+                                           tcgThreads: tcgThreads(first, test: members[0].test.test))
         let outcome = try launcher.start(spec, kernel: first.kernel.kernel, image: image, timeout: .seconds(timeout), fresh: fresh)
 
         let console = String(decoding: outcome.console, as: UTF8.self)

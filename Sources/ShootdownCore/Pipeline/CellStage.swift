@@ -16,7 +16,7 @@ extension RunPipeline {
         let widening = wideningRequest(test, kernel: cell.kernel, off: planned.wideningOff)
         let image = try guestImage(cell, test: test, assets: assets, widening: widening)
         let archive = image.archive
-        let (spec, outcome) = try boot(cell, image: image, launcher: launcher, runID: runID, fresh: fresh)
+        let (spec, outcome) = try boot(cell, test: test, image: image, launcher: launcher, runID: runID, fresh: fresh)
         let console = String(decoding: outcome.console, as: UTF8.self)
         // Console records only where the host cannot know the kernel has a result port:
         // every kernel with a known config was checked for virtio-serial (PROTOCOL.md).
@@ -57,9 +57,7 @@ extension RunPipeline {
                                 consoleTail: verdict.consoleTail, repeatIndex: cell.repeatIndex)
         result.widening = verdict.widening
         result.guestStart = outcome.start
-        if cell.accel == .tcg {
-            result.cell.tcgThreads = TCGThreads.choose(arch: cell.arch, vcpus: cell.vcpus, hostCPUs: context.hostCPUs)
-        }
+        if cell.accel == .tcg { result.cell.tcgThreads = tcgThreads(cell, test: test) }
         return (result, artifacts)
     }
 
@@ -101,10 +99,11 @@ extension RunPipeline {
     static func testTimeout(_ cell: Cell) -> Int { max(5, cell.timeoutSeconds * 3 / 4) }
 
     /// Boots the cell's guest; returns the spec it booted (for the reproducer) and what came back.
-    func boot(_ cell: Cell, image: GuestImage, launcher: any GuestLaunching, runID: String,
+    func boot(_ cell: Cell, test: RenderedTest, image: GuestImage, launcher: any GuestLaunching, runID: String,
               fresh: FreshGuest) throws -> (DomainSpec, GuestOutcome) {
         let spec = try launcher.stagedSpec(name: Self.domainName(runID: runID, cellID: cell.id), arch: cell.arch, accel: cell.accel,
-                                           paravirt: cell.paravirt, vcpus: cell.vcpus, memoryMiB: cell.memoryMiB)
+                                           paravirt: cell.paravirt, vcpus: cell.vcpus, memoryMiB: cell.memoryMiB,
+                                           tcgThreads: tcgThreads(cell, test: test))
         let outcome = try launcher.start(spec, kernel: cell.kernel.kernel, image: image, timeout: .seconds(cell.timeoutSeconds),
                                          fresh: fresh)
         return (spec, outcome)

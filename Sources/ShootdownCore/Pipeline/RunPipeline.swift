@@ -156,7 +156,7 @@ public struct RunPipeline: Sendable {
         guard !cells.isEmpty else { return }
         let hostCPUs = context.hostCPUs
         let board = WorkBoard(batches: boots, alreadyDone: alreadyDone, total: total, threads: hostCPUs) { boot in
-            Self.emulatorThreads(cells[boot[0]].cell, hostCPUs: hostCPUs)
+            Self.emulatorThreads(cells[boot[0]].cell, test: cells[boot[0]].test.test, hostCPUs: hostCPUs)
         }
         let registry = context.activeDomains
         Workers.run(jobs) { _ in
@@ -210,9 +210,18 @@ public struct RunPipeline: Sendable {
     /// Host threads a cell's guest keeps busy (WorkBoard): under TCG one, or a thread per
     /// vCPU where it runs multi-threaded (TCGThreads); a KVM vCPU sleeps in the kernel when
     /// idle, and a skipped cell boots nothing: none.
-    static func emulatorThreads(_ cell: Cell, hostCPUs: Int) -> Int {
+    static func emulatorThreads(_ cell: Cell, test: RenderedTest, hostCPUs: Int) -> Int {
         guard cell.accel == .tcg, cell.skipReason == nil else { return 0 }
-        return TCGThreads.choose(arch: cell.arch, vcpus: cell.vcpus, hostCPUs: hostCPUs) == .multi ? cell.vcpus : 1
+        return tcgThreads(cell, test: test, hostCPUs: hostCPUs) == .multi ? cell.vcpus : 1
+    }
+
+    static func tcgThreads(_ cell: Cell, test: RenderedTest, hostCPUs: Int) -> TCGThreads {
+        TCGThreads.choose(arch: cell.arch, vcpus: cell.vcpus, hostCPUs: hostCPUs, races: test.races)
+    }
+
+    /// How TCG runs this cell's vCPUs on this host.
+    func tcgThreads(_ cell: Cell, test: RenderedTest) -> TCGThreads {
+        Self.tcgThreads(cell, test: test, hostCPUs: context.hostCPUs)
     }
 
     /// Unmet expectations turn a passing cell into a failing one.

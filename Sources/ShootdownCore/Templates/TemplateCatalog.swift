@@ -155,6 +155,8 @@ public struct RenderedTest: Sendable, Equatable {
     /// The widening module's points for this instance (nil: the test needs none).
     public var widening: WideningPlan? = nil
     public var evidence: [EvidenceCheck] = []
+    /// A race test: its threads must run at once (TemplateManifest.races).
+    public var races = false
 }
 
 public enum TemplateRenderer {
@@ -197,7 +199,8 @@ public enum TemplateRenderer {
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
                             probeChecks: template.manifest.probeChecks.map { $0.resolved(instance.values) },
                             operation: template.manifest.operation,
-                            widening: template.manifest.widen?.resolved(instance.values), evidence: template.manifest.evidence)
+                            widening: template.manifest.widen?.resolved(instance.values), evidence: template.manifest.evidence,
+                            races: template.manifest.races)
     }
 
     /// The partials a template includes (`{{> name}}`).

@@ -23,9 +23,12 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
     public var widen: WideningManifest?
     /// Metrics the test must report for its result to count.
     public var evidence: [EvidenceCheck]
+    /// The verdict needs the test's threads on different vCPUs at the same moment (a race
+    /// test), so TCG must give each vCPU a host thread (TCGThreads).
+    public var races: Bool
 
     enum CodingKeys: String, CodingKey {
-        case name, summary, description, operation, hugepages, probes, parameters, widen, evidence
+        case name, summary, description, operation, hugepages, probes, parameters, widen, evidence, races
         case probeChecks = "probe_checks", kselftestCategory = "kselftest_category"
     }
 
@@ -45,6 +48,7 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
             ?? (hugepages.trimmingCharacters(in: .whitespaces) == "0" ? "thp" : "hugetlb")
         widen = try container.decodeIfPresent(WideningManifest.self, forKey: .widen)
         evidence = try container.decodeIfPresent([EvidenceCheck].self, forKey: .evidence) ?? []
+        races = try container.decodeIfPresent(Bool.self, forKey: .races) ?? false
     }
 
     public func parameter(_ name: String) -> ParameterSpec? {

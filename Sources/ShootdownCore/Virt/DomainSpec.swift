@@ -8,13 +8,16 @@ public enum TCGThreads: String, Sendable, Codable {
     /// x86 guests under multi-threaded TCG crash at random (`Oops: int3` at static-key
     /// patch sites: QEMU 7.2's MTTCG races on cross-modifying code), seen in ~3% of boots
     /// here and more under load: always one thread. An arm64 guest gets a thread per vCPU
-    /// only while the host has a core for each and one to spare. Overcommitted, its vCPUs
-    /// spin in IPI waits for vCPU threads the host has descheduled: measured on 2 cores,
-    /// a 4-vCPU guest's test took 0.3 s to 7.5 s at random (`hrtimer: interrupt took
-    /// 15981120 ns`), two such guests at once stalled RCU, and 9 cells took 26-34 s against
-    /// 6.4-6.8 s with one thread each (two guests at once).
-    public static func choose(arch: Arch, vcpus: Int, hostCPUs: Int) -> TCGThreads {
-        arch == .x86_64 || vcpus >= hostCPUs ? .single : .multi
+    /// for a race test (`races`: one thread switches vCPUs only at QEMU's 100 ms kick, so
+    /// a 20 ms widened window would never see another vCPU run), and otherwise only while
+    /// the host has a core for each vCPU and one to spare. Overcommitted, its vCPUs spin
+    /// in IPI waits for vCPU threads the host has descheduled: measured on 2 cores, a
+    /// 4-vCPU guest's counting test took 0.3 s to 7.5 s at random (`hrtimer: interrupt
+    /// took 15981120 ns`), two such guests at once stalled RCU, and 9 cells took 26-34 s
+    /// against 6.4-6.8 s with one thread each (two guests at once).
+    public static func choose(arch: Arch, vcpus: Int, hostCPUs: Int, races: Bool) -> TCGThreads {
+        if arch == .x86_64 { return .single }
+        return races || vcpus < hostCPUs ? .multi : .single
     }
 }
 
@@ -44,8 +47,8 @@ public struct DomainSpec: Sendable, Equatable {
     public var planSocketPath: String?
     /// Set for saved guests and their restored copies, which must carry the saved one's.
     public var uuid: String?
-    /// How QEMU runs the vCPUs under TCG (ignored under KVM); the launcher sets it for
-    /// the host (`TCGThreads.choose`), the default assumes one core per vCPU.
+    /// How QEMU runs the vCPUs under TCG (ignored under KVM): the caller's choice for the
+    /// test and host (`TCGThreads.choose`); the default assumes a core per vCPU.
     public var tcgThreads: TCGThreads
 
     public init(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
@@ -61,7 +64,7 @@ public struct DomainSpec: Sendable, Equatable {
         self.initrd = initrd
         self.consolePath = consolePath
         self.resultPath = resultPath
-        tcgThreads = TCGThreads.choose(arch: arch, vcpus: vcpus, hostCPUs: .max)
+        tcgThreads = TCGThreads.choose(arch: arch, vcpus: vcpus, hostCPUs: .max, races: false)
     }
 
     /// One TCG thread for all vCPUs (`TCGThreads`).

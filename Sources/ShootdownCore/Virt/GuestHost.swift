@@ -15,7 +15,7 @@ public protocol GuestHost: Sendable {
 public protocol GuestLaunching: Sendable {
     /// A spec whose file paths point where this launcher stages a guest's files.
     func stagedSpec(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int,
-                    memoryMiB: Int) throws -> DomainSpec
+                    memoryMiB: Int, tcgThreads: TCGThreads) throws -> DomainSpec
     /// Boots, waits at most `timeout`, and returns console, records and timings.
     /// Throws only on harness failures (e.g. the hypervisor connection is lost); a guest
     /// that does not start or does not report is an outcome, not an error.

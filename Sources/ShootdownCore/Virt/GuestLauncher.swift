@@ -55,7 +55,7 @@ public struct GuestLauncher: GuestLaunching {
 
     /// A spec whose file paths point into this guest's stage folder (or pool).
     public func stagedSpec(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int,
-                           memoryMiB: Int) throws -> DomainSpec {
+                           memoryMiB: Int, tcgThreads: TCGThreads) throws -> DomainSpec {
         let local = context.runner.which(arch.qemuBinary)
         let folder: String, emulator: String
         switch staging {
@@ -76,7 +76,7 @@ public struct GuestLauncher: GuestLaunching {
                               emulator: emulator, kernel: folder + "kernel", initrd: folder + "initramfs.cpio",
                               consolePath: folder + "console.log", resultPath: folder + "results.jsonl")
         spec.owner = .current
-        spec.tcgThreads = TCGThreads.choose(arch: arch, vcpus: vcpus, hostCPUs: context.hostCPUs)
+        spec.tcgThreads = tcgThreads
         // Every guest runs through the wrapper: it also enforces the guest's lifetime.
         let suffixes = spec.qemuSuffixes
         spec.emulatorWrapper = try emulatorWrapper(for: emulator, accelSuffix: suffixes.accel, cpuSuffix: suffixes.cpu)

@@ -100,12 +100,13 @@ struct ReplayLauncher: GuestLaunching {
     var hypervisorIdentity: String { "replay" }
 
     func stagedSpec(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int,
-                    memoryMiB: Int) throws -> DomainSpec {
+                    memoryMiB: Int, tcgThreads: TCGThreads) throws -> DomainSpec {
         let folder = "/replay/\(name)/"
         var spec = DomainSpec(name: name, arch: arch, accel: accel, paravirt: paravirt, vcpus: vcpus, memoryMiB: memoryMiB,
                               emulator: arch.qemuBinary, kernel: folder + "kernel", initrd: folder + "initramfs.cpio",
                               consolePath: folder + "console.log", resultPath: folder + "results.jsonl")
         spec.owner = .current
+        spec.tcgThreads = tcgThreads
         return spec
     }
 
