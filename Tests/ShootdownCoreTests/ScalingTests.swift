@@ -87,6 +87,31 @@ import Testing
         #expect(text.contains("sync-entered per fork-exit"))
     }
 
+    /// Delivered sync IPIs over syncs entered, across vCPUs: vCPUs − 1 everywhere is a
+    /// broadcast to all online CPUs; a fixed count is a sync that reaches only the mm's CPUs.
+    /// The test's wall time per operation rides along.
+    @Test(arguments: [(true, "every sync reached every other online CPU"), (false, "only the CPUs the mm ran on")])
+    func syncReachOverVCPUsIsNamed(broadcast: Bool, signature: String) throws {
+        let results = [2, 4, 6, 8].map { vcpus -> CellResult in
+            var result = Self.result(gib: 1, vcpus: vcpus, syncPerOp: 1, cal: 6)
+            let reached = broadcast ? vcpus - 1 : 1
+            result.counters!.probes.append(ProbeDelta(symbol: "tlb_remove_table_smp_sync", hits: 20 * reached, missed: 0,
+                                                      perOperation: Double(reached)))
+            result.metrics["wall_ns"] = String(20 * 1500 * vcpus)
+            return result
+        }
+        let series = SweepAnalysis.series(results)
+        let reach = try #require(series.first { $0.metric == SweepAnalysis.reachMetric })
+        #expect(reach.points.map(\.y) == (broadcast ? [1, 3, 5, 7] : [1, 1, 1, 1]))
+        #expect(reach.signature?.contains(signature) == true)
+        let wall = try #require(series.first { $0.metric == SweepAnalysis.wallMetric })
+        #expect(wall.points.map(\.y) == [3, 6, 9, 12])
+        #expect(series.filter { $0.metric != SweepAnalysis.reachMetric }.allSatisfy { $0.signature == nil })
+        let text = TerminalReport.render(results, sweeps: series)
+        #expect(text.contains("CPUs reached per sync") && text.contains("→ " + reach.signature!))
+        #expect(text.contains("µs (test wall time) per fork-exit"))
+    }
+
     @Test func vcpuAxisAndFailedCellsAreHandled() {
         var results = [2, 4, 8].map { Self.result(gib: 1, vcpus: $0, syncPerOp: 1, cal: Double($0)) }
         results.append(Self.result(gib: 1, vcpus: 16, syncPerOp: 1, cal: 99, status: .fail))

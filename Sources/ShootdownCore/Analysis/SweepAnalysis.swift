@@ -17,6 +17,9 @@ public struct SweepSeries: Sendable, Codable, Equatable {
     public var operation: String
     public var points: [Point]
     public var verdict: ScalingVerdict
+    /// What the series' shape says about the kernel, where it says something (how far a
+    /// sync reaches, over vCPUs).
+    public var signature: String? = nil
 }
 
 /// Finds the sweeps in a run's results and classifies how each counter scales.
@@ -37,7 +40,8 @@ public enum SweepAnalysis {
                     guard points.count == cells.count,
                           let verdict = ScalingVerdict.classify(points.map { ($0.x, $0.y) }) else { continue }
                     series.append(SweepSeries(axis: axis, group: group, metric: metric,
-                                              operation: cells[0].counters?.operation ?? "op", points: points, verdict: verdict))
+                                              operation: cells[0].counters?.operation ?? "op", points: points, verdict: verdict,
+                                              signature: signature(axis: axis, metric: metric, points: points, verdict: verdict)))
                 }
             }
         }
@@ -67,12 +71,22 @@ public enum SweepAnalysis {
         return parts.joined(separator: " ")
     }
 
-    /// Metrics every cell of the group reports per operation.
+    /// The test's own wall time per operation (its `wall_ns` over the measured loop), in µs:
+    /// the storm as users feel it, next to the counts.
+    public static let wallMetric = "time:wall_us"
+    /// CPUs each GUP-fast sync reached: delivered sync IPIs (tlb_remove_table_smp_sync, one
+    /// per remote CPU) over syncs entered. Over vCPUs it tells a broadcast to every online
+    /// CPU (vCPUs − 1) from one to the CPUs the mm ran on.
+    public static let reachMetric = "reach:tlb_remove_table_sync_one"
+
+    /// Metrics every cell of the group reports per operation, and the derived ones every
+    /// cell has the inputs for.
     static func metrics(_ cells: [CellResult]) -> [String] {
         let perCell = cells.map { cell -> Set<String> in
             let counters = cell.counters
             return Set((counters?.ipis ?? []).filter { $0.perOperation != nil }.map { "ipi:\($0.name)" }
-                + (counters?.probes ?? []).filter { $0.perOperation != nil }.map { "probe:\($0.symbol)" })
+                + (counters?.probes ?? []).filter { $0.perOperation != nil }.map { "probe:\($0.symbol)" }
+                + [wallMetric, reachMetric].filter { value(of: $0, in: cell) != nil })
         }
         return perCell.dropFirst().reduce(perCell.first ?? []) { $0.intersection($1) }.sorted()
     }
@@ -81,6 +95,29 @@ public enum SweepAnalysis {
         guard let counters = result.counters else { return nil }
         if metric.hasPrefix("ipi:") { return counters.ipi(String(metric.dropFirst(4)))?.perOperation }
         if metric.hasPrefix("probe:") { return counters.probe(String(metric.dropFirst(6)))?.perOperation }
+        if metric == wallMetric {
+            guard let nanoseconds = result.metrics["wall_ns"].flatMap(Double.init), nanoseconds > 0,
+                  let operations = counters.operations, operations > 0 else { return nil }
+            return nanoseconds / 1000 / Double(operations)
+        }
+        if metric == reachMetric {
+            guard let entered = counters.probe("tlb_remove_table_sync_one"), entered.hits > 0, entered.missed == 0,
+                  let delivered = counters.probe("tlb_remove_table_smp_sync"), delivered.missed == 0 else { return nil }
+            return Double(delivered.hits) / Double(entered.hits)
+        }
         return nil
+    }
+
+    /// How far the syncs reached over vCPUs: every other online CPU at every point (a
+    /// broadcast), or the same number whatever the vCPUs (only the mm's CPUs).
+    static func signature(axis: String, metric: String, points: [SweepSeries.Point], verdict: ScalingVerdict) -> String? {
+        guard axis == "vcpus", metric == reachMetric else { return nil }
+        if points.allSatisfy({ abs($0.y - ($0.x - 1)) <= 0.05 * max(1, $0.x - 1) }) {
+            return "every sync reached every other online CPU (vCPUs − 1 at each point): a broadcast to all CPUs"
+        }
+        if verdict.scaling == .constant {
+            return "each sync reached about the same number of CPUs whatever the vCPUs: only the CPUs the mm ran on, not all online"
+        }
+        return "the syncs reached fewer CPUs than were online, and not a fixed number: neither a broadcast to all nor to a fixed set"
     }
 }

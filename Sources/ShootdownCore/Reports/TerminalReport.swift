@@ -89,8 +89,11 @@ public enum TerminalReport {
     static let headlineMetrics: Set<String> = ["probe:tlb_remove_table_smp_sync", "probe:tlb_remove_table_sync_one", "probe:huge_pmd_share",
                                                "ipi:CAL", "ipi:TLB", "ipi:IPI1"]
 
+    /// Derived figures a sweep shows beside the counts.
+    static let sweepOnlyMetrics: Set<String> = [SweepAnalysis.wallMetric, SweepAnalysis.reachMetric]
+
     static func scalingSection(_ sweeps: [SweepSeries]) -> String {
-        let shown = sweeps.filter { headlineMetrics.contains($0.metric) || $0.verdict.scaling == .linear }
+        let shown = sweeps.filter { headlineMetrics.union(sweepOnlyMetrics).contains($0.metric) || $0.verdict.scaling == .linear }
         guard !shown.isEmpty else { return "" }
         var text = ""
         for (heading, series) in Dictionary(grouping: shown, by: { "\($0.axis)|\($0.group)" }).sorted(by: { naturallyPrecedes($0.key, $1.key) }) {
@@ -99,13 +102,14 @@ public enum TerminalReport {
             text += "\nscaling over \(first.axis) (\(xs)) for \(heading.split(separator: "|").last ?? ""):\n"
             var rows: [[String]] = []
             for item in series.sorted(by: { $0.metric < $1.metric }) {
-                let name = shortName(item.metric) + " per " + item.operation
+                let name = item.metric == SweepAnalysis.reachMetric ? "CPUs reached per sync" : shortName(item.metric) + " per " + item.operation
                 let fit = item.verdict.fit
                 let slope = String(format: "%+.3f", fit.slope) + (fit.slopeStandardError.map { String(format: " ± %.3f", $0) } ?? "")
                 rows.append(["  " + name, item.verdict.scaling.rawValue,
                              item.points.map { number($0.y) }.joined(separator: " → "), "slope \(slope) per \(item.axis)"])
             }
             text += table([["  metric", "scaling", "values", "fit"]] + rows)
+            for signature in series.compactMap(\.signature) { text += "  → \(signature)\n" }
         }
         return text
     }
@@ -125,6 +129,8 @@ public enum TerminalReport {
 
     static func shortName(_ metric: String) -> String {
         if metric.hasPrefix("ipi:") { return String(metric.dropFirst(4)) }
+        if metric == SweepAnalysis.wallMetric { return "µs (test wall time)" }
+        if metric == SweepAnalysis.reachMetric { return "CPUs reached per sync" }
         let symbol = String(metric.dropFirst(6))
         return probeColumns.first { $0.symbol == symbol }?.short ?? symbol
     }
