@@ -66,7 +66,7 @@
 #define WINDOW_CAP (16u << 10)   /* raw and escaped: far above 8 vCPUs' /proc/interrupts */
 #define IPI_TRACE TRACEFS "/instances/shootdown-ipi" /* its own buffer: no kprobe events in it */
 #define IPI_TRACE_CAP (1u << 20)  /* raw ipi tracepoint text kept per test */
-#define PAGE_TABLES_SETTLE_MS 5000 /* longest wait for a test's page tables to be freed (RCU under a loaded TCG host) */
+#define PAGE_TABLES_SETTLE_MS 10000 /* longest wait for a test's page tables to be freed (RCU under a loaded TCG host) */
 #define PAGE_TABLES_RESIDUE_KB 16  /* what the kernel keeps per test of its own (0-12 kB measured) */
 #define PAGE_TABLES_STABLE_MS 1000 /* a count unchanged this long has settled */
 #define PAGE_TABLES_SLACK_KB 48    /* the host's leak check allows this much (Verdict.swift pageTableSlackKB) */

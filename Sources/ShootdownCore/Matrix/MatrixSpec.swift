@@ -280,8 +280,10 @@ struct SpecReader {
 
     func checkedMetric(_ node: Node) throws -> String {
         let text = try string(node, "metric")
-        guard (text.hasPrefix("probe:") && text.count > 6) || (text.hasPrefix("ipi:") && text.count > 4) else {
-            throw fail(node, "metric '\(text)' must be probe:<symbol> or ipi:<row> (e.g. probe:tlb_remove_table_sync_one, ipi:CAL, ipi:IPI1)")
+        guard (text.hasPrefix("probe:") && text.count > 6) || (text.hasPrefix("ipi:") && text.count > 4)
+                || [SweepAnalysis.wallMetric, SweepAnalysis.reachMetric].contains(text) else {
+            throw fail(node, "metric '\(text)' must be probe:<symbol>, ipi:<row>, \(SweepAnalysis.wallMetric) or \(SweepAnalysis.reachMetric) "
+                       + "(e.g. probe:tlb_remove_table_sync_one, ipi:CAL, ipi:IPI1)")
         }
         return text
     }
