@@ -47,11 +47,14 @@ struct Generate: ParsableCommand {
                 return
             }
             let names = test.isEmpty ? catalog.names() : test
-            let rendered = try catalog.render(RunRequest.selections(tests: names, parameters: param, catalog: catalog))
+            let selections = try RunRequest.selections(tests: names, parameters: param, catalog: catalog)
             if let kselftestPatch {
+                let rendered = try catalog.render(selections, flavour: .kselftest)
                 try writePatch(KselftestPatch(rendered: rendered), to: kselftestPatch, context: context)
                 return
             }
+            // A folder of plain C that builds anywhere, so no kselftest tree: the guest flavour.
+            let rendered = try catalog.render(selections)
             guard let out else {
                 throw ShootdownError.usage("say where to write: shootdown generate --out DIR, or --kselftest-patch FILE (or --list, --describe TEST)")
             }

@@ -9,7 +9,7 @@ import Testing
         let context = BootTests.context()
         let tarball = try #require(KernelTreeFiles.debianSourceTarball(), "no /usr/src/linux-source-*.tar.xz: run ci/setup-host")
         let catalog = TemplateCatalog(resources: context.paths.resources)
-        let patch = try KselftestPatch(rendered: try catalog.render(catalog.names().map { TestSelection(name: $0) }))
+        let patch = try KselftestPatch(rendered: try catalog.render(catalog.names().map { TestSelection(name: $0) }, flavour: .kselftest))
         let files = KernelTreeFiles(location: tarball, runner: context.runner)
         let text = try patch.render(makefile: try files.read("\(KselftestPatch.directory)/Makefile"),
                                     runVmtests: try files.read("\(KselftestPatch.directory)/run_vmtests.sh"),

@@ -52,7 +52,7 @@ import Testing
 
     @Test func refusesSweeps() throws {
         let catalog = TemplateCatalog(resources: Repository.root)
-        let rendered = try catalog.render([TestSelection(name: "hugetlb-share-fork-exit", parameters: ["gib=1,2"])])
+        let rendered = try catalog.render([TestSelection(name: "hugetlb-share-fork-exit", parameters: ["gib=1,2"])], flavour: .kselftest)
         #expect(throws: ShootdownError.self) { try KselftestPatch(rendered: rendered) }
     }
 }

@@ -22,6 +22,15 @@ import Testing
         #expect(rendered.source.hasPrefix("// SPDX-License-Identifier: GPL-2.0"))
     }
 
+    @Test func guestsAndThePatchGetTheirOwnFlavour() throws {
+        let guest = try Self.catalog.render([TestSelection(name: Self.forkExit)])
+        #expect(guest.map(\.flavour) == [.shootdown])
+        #expect(!guest[0].source.contains("#include \"../kselftest.h\""))
+        #expect(throws: ShootdownError.self) { try KselftestPatch(rendered: guest) }
+        let exported = try KselftestPatch(rendered: try Self.catalog.render([TestSelection(name: Self.forkExit)], flavour: .kselftest))
+        #expect(exported.tests.map(\.name) == [Self.forkExit])
+    }
+
     /// The race test's other pin method and unshare path: their own references.
     @Test(arguments: [("gup-fast-unshare-race", "pin=iouring", "gup-fast-unshare-race-iouring.c"),
                       ("gup-fast-unshare-race", "unshare=mprotect", "gup-fast-unshare-race-mprotect.c")])

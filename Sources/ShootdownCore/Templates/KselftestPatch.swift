@@ -28,7 +28,11 @@ public struct KselftestPatch: Sendable {
     }
 
     /// One test per template; a template swept over several values cannot be exported.
+    /// The tests must be rendered `.kselftest`: the guest flavour prints its own TAP.
     public init(rendered: [RenderedTest]) throws {
+        if let guest = rendered.first(where: { $0.flavour != .kselftest }) {
+            throw ShootdownError.usage("\(guest.instance.test) was rendered for guests; a kselftest patch takes tests rendered with flavour kselftest")
+        }
         for (name, instances) in Dictionary(grouping: rendered, by: \.instance.test) where instances.count > 1 {
             throw ShootdownError.usage("a kselftest patch takes one value per parameter; \(name) got \(instances.count) combinations")
         }

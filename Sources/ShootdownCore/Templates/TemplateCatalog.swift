@@ -62,10 +62,12 @@ public struct TemplateCatalog: Sendable {
 
 extension TemplateCatalog {
     /// Renders every instance of the selected tests, each with its own parameters.
-    public func render(_ selections: [TestSelection]) throws -> [RenderedTest] {
+    public func render(_ selections: [TestSelection], flavour: RenderFlavour = .shootdown) throws -> [RenderedTest] {
         try selections.flatMap { selection -> [RenderedTest] in
             let template = try template(named: selection.name)
-            return try template.instances(overrides: selection.parameters).map { try TemplateRenderer.render(template, $0) }
+            return try template.instances(overrides: selection.parameters).map {
+                try TemplateRenderer.render(template, $0, flavour: flavour)
+            }
         }
     }
 }
@@ -142,10 +144,20 @@ extension TestTemplate {
     }
 }
 
+/// Where rendered C runs, which decides how it reports (Templates/_common/tap.c.mustache).
+public enum RenderFlavour: String, Sendable, Hashable, Codable {
+    /// Prints its own TAP: the guest has no kselftest tree, and the host parses the exact lines.
+    case shootdown
+    /// Reports through tools/testing/selftests' kselftest.h and uses the mm selftests'
+    /// vm_util.c and thp_settings.c: for the patch to a kernel tree (KselftestPatch).
+    case kselftest
+}
+
 /// A rendered test: C source plus what the guest must prepare for it.
 public struct RenderedTest: Sendable, Equatable {
     public var instance: TestInstance
     public var source: String
+    public var flavour: RenderFlavour = .shootdown
     public var summary: String
     public var kselftestCategory: String
     public var hugepages: Int
@@ -162,8 +174,10 @@ public struct RenderedTest: Sendable, Equatable {
 public enum TemplateRenderer {
     /// Renders the C source. Every `{{name}}` the template uses must be a known key, so a
     /// misspelt parameter fails here instead of rendering as an empty string.
-    public static func render(_ template: TestTemplate, _ instance: TestInstance) throws -> RenderedTest {
-        var context: [String: Any] = ["test_name": template.name, "operation": template.manifest.operation]
+    public static func render(_ template: TestTemplate, _ instance: TestInstance,
+                              flavour: RenderFlavour = .shootdown) throws -> RenderedTest {
+        var context: [String: Any] = ["test_name": template.name, "operation": template.manifest.operation,
+                                      "kselftest": flavour == .kselftest]
         for parameter in instance.parameters {
             switch parameter.value {
             case .int(let number):
@@ -194,7 +208,8 @@ public enum TemplateRenderer {
             throw ShootdownError.templateInvalid(path: template.directory.path, message: "\(error)")
         }
         let pool = try PoolExpression(template.manifest.hugepages, known: Set(instance.values.keys))
-        return RenderedTest(instance: instance, source: compiled.render(context, library: library), summary: template.manifest.summary,
+        return RenderedTest(instance: instance, source: compiled.render(context, library: library), flavour: flavour,
+                            summary: template.manifest.summary,
                             kselftestCategory: template.manifest.kselftestCategory,
                             hugepages: pool.evaluate(instance.values), probes: template.manifest.probes,
                             probeChecks: template.manifest.probeChecks.map { $0.resolved(instance.values) },
