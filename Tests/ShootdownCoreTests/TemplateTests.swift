@@ -22,6 +22,17 @@ import Testing
         #expect(rendered.source.hasPrefix("// SPDX-License-Identifier: GPL-2.0"))
     }
 
+    /// The export's flavour (kselftest.h, vm_util.c, thp_settings.c): a hugetlb and a THP test.
+    @Test(arguments: ["hugetlb-share-fork-exit", "madv-collapse"])
+    func kselftestRenderingMatchesGolden(name: String) throws {
+        let template = try Self.catalog.template(named: name)
+        let rendered = try TemplateRenderer.render(template, template.defaultInstance, flavour: .kselftest)
+        GoldenFile.check(rendered.source, "\(name)-kselftest.c")
+        #expect(rendered.flavour == .kselftest)
+        #expect(rendered.source.contains("#include \"../kselftest.h\""))
+        #expect(!rendered.source.contains("printf(\"TAP version"))
+    }
+
     @Test func guestsAndThePatchGetTheirOwnFlavour() throws {
         let guest = try Self.catalog.render([TestSelection(name: Self.forkExit)])
         #expect(guest.map(\.flavour) == [.shootdown])
@@ -172,5 +183,77 @@ import Testing
         } catch let ShootdownError.commandFailed(_, _, output) {
             #expect(output.contains("unused"))
         }
+    }
+}
+
+/// The guest flavour of Templates/_common/tap.c.mustache prints exactly the lines the host
+/// parses (TAPReport, Verdict): built and run on the host.
+@Suite struct TAPPartialTests {
+    static let source = """
+        {{% CONTENT_TYPE: TEXT}}
+        #define _GNU_SOURCE
+        #include <errno.h>
+        #include <stdarg.h>
+        #include <stdbool.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+
+        {{> tap}}
+
+        int main(int argc, char **argv)
+        {
+        \tconst char *mode = argc > 1 ? argv[1] : "";
+
+        \ttap_header();
+        \tif (!strcmp(mode, "skip-all"))
+        \t\ttap_skip_all("no pool");
+        \tif (!strcmp(mode, "bail")) {
+        \t\terrno = ENOENT;
+        \t\ttap_bail("open");
+        \t}
+        \tif (!strcmp(mode, "trailing-plan")) {
+        \t\ttap_result(1, true, "a");
+        \t\ttap_plan(1);
+        \t\treturn tap_finish();
+        \t}
+        \ttap_plan(2);
+        \ttap_result(1, true, "%s", "a");
+        \tif (!strcmp(mode, "skip"))
+        \t\ttap_skip(2, "b", "not on this kernel");
+        \telse
+        \t\ttap_result(2, false, "b");
+        \treturn tap_finish();
+        }
+
+        """
+
+    /// The partial alone in a program, rendered with fork-exit's manifest (any would do).
+    static func build(in directory: URL) throws -> URL {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var template = try TemplateCatalog(resources: Repository.root).template(named: "hugetlb-share-fork-exit")
+        template.source = source
+        let rendered = try TemplateRenderer.render(template, template.defaultInstance)
+        let sourceURL = directory.appendingPathComponent("tap.c"), binary = directory.appendingPathComponent("tap")
+        try rendered.source.write(to: sourceURL, atomically: true, encoding: .utf8)
+        try ProcessRunner().check(Command("gcc", ["-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                                                   "-o", binary.path, sourceURL.path]))
+        return binary
+    }
+
+    @Test(arguments: [
+        ("", 1, "TAP version 13\n1..2\nok 1 a\nnot ok 2 b\n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:0 error:0\n"),
+        ("skip", 0, "TAP version 13\n1..2\nok 1 a\nok 2 b # SKIP not on this kernel\n# Totals: pass:1 fail:0 xfail:0 xpass:0 skip:1 error:0\n"),
+        ("skip-all", 4, "TAP version 13\n1..0 # SKIP no pool\n"),
+        ("bail", 1, "TAP version 13\nBail out! open: No such file or directory\n"),
+        // The race templates plan last, and their records have no totals line.
+        ("trailing-plan", 0, "TAP version 13\nok 1 a\n1..1\n"),
+    ])
+    func guestFlavourPrintsTheSameTAP(mode: String, status: Int32, stdout: String) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-tap-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = try ProcessRunner().run(Command(try Self.build(in: directory).path, [mode]))
+        #expect(output.stdout == stdout)
+        #expect(output.status == status)
     }
 }

@@ -76,9 +76,35 @@
 _Static_assert(ROUNDS >= 1 && REFILL_PAGES >= 1, "rounds and refill_pages must be positive");
 
 static char *area;
-static int tap_failed;
 
-/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: a header, a plan, ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1) and the totals. */
+/*
+ * tap_header(), tap_plan(N), tap_result()/tap_skip() for checks 1..N, return tap_finish().
+ * The callers number their checks, and must report them in order: the kselftest
+ * flavour lets kselftest.h number them, and stops the test where the two disagree.
+ */
+/*
+ * The guest flavour prints TAP itself: the guest's initramfs has no kselftest tree, and
+ * the host parses these exact lines (Images/agent/PROTOCOL.md).
+ */
+static int tap_failed, tap_skipped, tap_reported, tap_planned;
+static bool tap_plan_last;
+
+static void tap_header(void)
+{
+	/* As ksft_print_header(): a child forked with output still buffered would print it twice. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n");
+}
+
+/* The race templates plan after their checks: a whole-test SKIP may come until then. */
+static void tap_plan(int n)
+{
+	tap_planned = n;
+	tap_plan_last = tap_reported > 0;
+	printf("1..%d\n", n);
+}
+
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -89,8 +115,17 @@ static void tap_result(int n, bool ok, const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	tap_reported++;
 	if (!ok)
 		tap_failed++;
+}
+
+/* "ok N description # SKIP reason": the check does not apply to this kernel. Not every test has one. */
+static void __attribute__((unused)) tap_skip(int n, const char *description, const char *reason)
+{
+	printf("ok %d %s # SKIP %s\n", n, description, reason);
+	tap_reported++;
+	tap_skipped++;
 }
 
 static __attribute__((noreturn)) void tap_skip_all(const char *reason)
@@ -103,6 +138,18 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 {
 	printf("Bail out! %s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/*
+ * kselftest's totals line, and the exit: 1 on any failure, else 0. A plan printed after
+ * the checks ends the output without totals, as the race templates' records have it.
+ */
+static int tap_finish(void)
+{
+	if (!tap_plan_last)
+		printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0\n",
+		       tap_planned - tap_failed - tap_skipped, tap_failed, tap_skipped);
+	return tap_failed ? 1 : 0;
 }
 
 /* Shared by shootdown's templates (Templates/_common/clock.c.mustache): Monotonic nanoseconds, and a splitmix64 finaliser for per-page patterns. */
@@ -185,8 +232,22 @@ static void window_mark(const char *mark)
 	}
 }
 
-/* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, and one-number sysfs reads. */
+/* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, the PMD size, and one-number sysfs reads. */
 #define THP_DIR "/sys/kernel/mm/transparent_hugepage"
+
+/* One number from a sysfs or procfs file, -1 if unreadable. Not every template reads one. */
+static long __attribute__((unused)) read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
 
 struct knob {
 	const char *path;
@@ -246,17 +307,10 @@ static void restore_knobs(void)
 		printf("# could not restore %s to %s\n", thp_shmem.path, thp_shmem.saved);
 }
 
-static long read_long(const char *path)
+/* The PMD size THP maps with; -1 where the kernel has no THP. */
+static long thp_pmd_size(void)
 {
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	return read_long(THP_DIR "/hpage_pmd_size");
 }
 
 /* What the main thread wrote at word w of the 4 KiB page at area offset off in round r. */
@@ -424,11 +478,10 @@ int main(void)
 	int64_t collapse_max_ns = 0, collapse_total_ns = 0, wall_start = now_ns();
 	int last_err = 0, refill_pipe[2];
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("TAP version 13\n");
+	tap_header();
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		tap_skip_all("needs 2 CPUs: the walker and the collapse run on different ones");
-	if (read_long(THP_DIR "/hpage_pmd_size") != (long)PMD_SIZE)
+	if (thp_pmd_size() != (long)PMD_SIZE)
 		tap_skip_all("THP with 2 MiB PMDs unavailable (" THP_DIR "/hpage_pmd_size)");
 	atexit(restore_knobs);
 	/* Faults stay at 4 KiB (a PTE table to collapse); MADV_COLLAPSE ignores the setting. */
@@ -552,6 +605,6 @@ int main(void)
 	printf("# metric collapse_mean_us=%.1f\n", collapse_total_ns / 1e3 / ROUNDS);
 	printf("# metric wall_ms=%.1f\n", wall_ns / 1e6);
 	printf("# overlaps: rounds in which a GUP-fast call was in flight when the collapse began; spans: rounds in which such a call also outlasted the refill\n");
-	printf("1..3\n");
-	return tap_failed ? 1 : 0;
+	tap_plan(3);
+	return tap_finish();
 }

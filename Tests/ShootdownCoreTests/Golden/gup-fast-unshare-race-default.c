@@ -80,9 +80,35 @@
 _Static_assert(ROUNDS >= 1 && WALKERS >= 1, "rounds and walkers must be positive");
 
 static char *area;
-static int tap_failed;
 
-/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: a header, a plan, ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1) and the totals. */
+/*
+ * tap_header(), tap_plan(N), tap_result()/tap_skip() for checks 1..N, return tap_finish().
+ * The callers number their checks, and must report them in order: the kselftest
+ * flavour lets kselftest.h number them, and stops the test where the two disagree.
+ */
+/*
+ * The guest flavour prints TAP itself: the guest's initramfs has no kselftest tree, and
+ * the host parses these exact lines (Images/agent/PROTOCOL.md).
+ */
+static int tap_failed, tap_skipped, tap_reported, tap_planned;
+static bool tap_plan_last;
+
+static void tap_header(void)
+{
+	/* As ksft_print_header(): a child forked with output still buffered would print it twice. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n");
+}
+
+/* The race templates plan after their checks: a whole-test SKIP may come until then. */
+static void tap_plan(int n)
+{
+	tap_planned = n;
+	tap_plan_last = tap_reported > 0;
+	printf("1..%d\n", n);
+}
+
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -93,8 +119,17 @@ static void tap_result(int n, bool ok, const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	tap_reported++;
 	if (!ok)
 		tap_failed++;
+}
+
+/* "ok N description # SKIP reason": the check does not apply to this kernel. Not every test has one. */
+static void __attribute__((unused)) tap_skip(int n, const char *description, const char *reason)
+{
+	printf("ok %d %s # SKIP %s\n", n, description, reason);
+	tap_reported++;
+	tap_skipped++;
 }
 
 static __attribute__((noreturn)) void tap_skip_all(const char *reason)
@@ -107,6 +142,18 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 {
 	printf("Bail out! %s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/*
+ * kselftest's totals line, and the exit: 1 on any failure, else 0. A plan printed after
+ * the checks ends the output without totals, as the race templates' records have it.
+ */
+static int tap_finish(void)
+{
+	if (!tap_plan_last)
+		printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0\n",
+		       tap_planned - tap_failed - tap_skipped, tap_failed, tap_skipped);
+	return tap_failed ? 1 : 0;
 }
 
 /* Shared by shootdown's templates (Templates/_common/pool.c.mustache): The 2 MiB hugetlb pool's counters, and a wait for them to return to a baseline. */
@@ -124,6 +171,12 @@ static long read_pool(const char *name)
 		fclose(f);
 	}
 	return v;
+}
+
+/* Whether the kernel has 2 MiB hugetlb pages at all; the pool's size is read_pool()'s. */
+static bool __attribute__((unused)) hugetlb_2m_supported(void)
+{
+	return !access(HP_DIR, F_OK);
 }
 
 /* The pool may lag the munmap briefly; give it up to two seconds. */
@@ -461,9 +514,8 @@ int main(void)
 	int64_t unshare_max_ns = 0, unshare_total_ns = 0, round_start = now_ns();
 	int not_shared = 0;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("TAP version 13\n");
-	if (read_pool("free_hugepages") < 2)
+	tap_header();
+	if (!hugetlb_2m_supported() || read_pool("free_hugepages") < 2)
 		tap_skip_all("needs 2 free 2 MiB hugetlb pages");
 #if PIN_IOURING
 	struct ring probe = { .fd = -1 };
@@ -553,6 +605,6 @@ int main(void)
 	printf("# metric unshare_mean_us=%.1f\n", unshared_rounds ? unshare_total_ns / 1e3 / unshared_rounds : 0.0);
 	printf("# metric wall_ms=%.1f\n", wall_ns / 1e6);
 	printf("# overlaps: rounds in which a GUP-fast call was in flight when the unshare began; spans: rounds in which such a call also outlasted the owner's reuse\n");
-	printf("1..4\n");
-	return tap_failed ? 1 : 0;
+	tap_plan(4);
+	return tap_finish();
 }

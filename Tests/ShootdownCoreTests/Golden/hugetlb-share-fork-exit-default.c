@@ -68,9 +68,34 @@ static int diag_left = MAX_DIAG;
 
 /* ------------------------------------------------------------ TAP */
 
-static int tap_failed, tap_skipped;
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: a header, a plan, ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1) and the totals. */
+/*
+ * tap_header(), tap_plan(N), tap_result()/tap_skip() for checks 1..N, return tap_finish().
+ * The callers number their checks, and must report them in order: the kselftest
+ * flavour lets kselftest.h number them, and stops the test where the two disagree.
+ */
+/*
+ * The guest flavour prints TAP itself: the guest's initramfs has no kselftest tree, and
+ * the host parses these exact lines (Images/agent/PROTOCOL.md).
+ */
+static int tap_failed, tap_skipped, tap_reported, tap_planned;
+static bool tap_plan_last;
 
-/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
+static void tap_header(void)
+{
+	/* As ksft_print_header(): a child forked with output still buffered would print it twice. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n");
+}
+
+/* The race templates plan after their checks: a whole-test SKIP may come until then. */
+static void tap_plan(int n)
+{
+	tap_planned = n;
+	tap_plan_last = tap_reported > 0;
+	printf("1..%d\n", n);
+}
+
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -81,8 +106,17 @@ static void tap_result(int n, bool ok, const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	tap_reported++;
 	if (!ok)
 		tap_failed++;
+}
+
+/* "ok N description # SKIP reason": the check does not apply to this kernel. Not every test has one. */
+static void __attribute__((unused)) tap_skip(int n, const char *description, const char *reason)
+{
+	printf("ok %d %s # SKIP %s\n", n, description, reason);
+	tap_reported++;
+	tap_skipped++;
 }
 
 static __attribute__((noreturn)) void tap_skip_all(const char *reason)
@@ -97,13 +131,19 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 	exit(1);
 }
 
-/* Shared by shootdown's templates (Templates/_common/hugetlb.c.mustache): The 2 MiB hugetlb pool (pool.c.mustache), smaps of the test's area, the kernel version, and a SKIP for checks that do not apply. */
-/* "ok N description # SKIP reason": the check does not apply to this kernel. */
-static void tap_skip(int n, const char *description, const char *reason)
+/*
+ * kselftest's totals line, and the exit: 1 on any failure, else 0. A plan printed after
+ * the checks ends the output without totals, as the race templates' records have it.
+ */
+static int tap_finish(void)
 {
-	printf("ok %d %s # SKIP %s\n", n, description, reason);
-	tap_skipped++;
+	if (!tap_plan_last)
+		printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0\n",
+		       tap_planned - tap_failed - tap_skipped, tap_failed, tap_skipped);
+	return tap_failed ? 1 : 0;
 }
+
+/* Shared by shootdown's templates (Templates/_common/hugetlb.c.mustache): The 2 MiB hugetlb pool (pool.c.mustache), smaps of the test's area and the kernel version. */
 
 /* Shared by shootdown's templates (Templates/_common/pool.c.mustache): The 2 MiB hugetlb pool's counters, and a wait for them to return to a baseline. */
 static long read_pool(const char *name)
@@ -120,6 +160,12 @@ static long read_pool(const char *name)
 		fclose(f);
 	}
 	return v;
+}
+
+/* Whether the kernel has 2 MiB hugetlb pages at all; the pool's size is read_pool()'s. */
+static bool __attribute__((unused)) hugetlb_2m_supported(void)
+{
+	return !access(HP_DIR, F_OK);
 }
 
 /* The pool may lag the munmap briefly; give it up to two seconds. */
@@ -560,11 +606,10 @@ int main(void)
 	long free0, resv0, free1, resv1;
 	char reason[160];
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("TAP version 13\n");
+	tap_header();
 	free0 = read_pool("free_hugepages");
 	resv0 = read_pool("resv_hugepages");
-	if (free0 < 0 || resv0 < 0)
+	if (!hugetlb_2m_supported() || free0 < 0 || resv0 < 0)
 		tap_skip_all("no 2 MiB hugetlb pool (" HP_DIR ")");
 	if ((unsigned long)free0 < NPAGES) {
 		snprintf(reason, sizeof(reason), "need %lu free 2 MiB hugepages, pool has %ld",
@@ -573,7 +618,7 @@ int main(void)
 	}
 	map_area();
 
-	printf("1..5\n");
+	tap_plan(5);
 	printf("# area %p: %lu GiB, %lu pages touched per GiB, %d children, %lu cycles%s\n",
 	       (void *)area, GIB, TOUCH, CHILDREN, CYCLES,
 	       FAULT_CORRUPT ? ", fault=corrupt" : "");
@@ -639,7 +684,5 @@ int main(void)
 	printf("# metric first_read_faults_max=%ld\n", t.faults_max);
 	printf("# metric pmd_tables=%lu\n", GIB);
 	printf("# metric wall_ns=%" PRId64 "\n", wall);
-	printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0\n",
-	       5 - tap_failed - tap_skipped, tap_failed, tap_skipped);
-	return tap_failed ? 1 : 0;
+	return tap_finish();
 }

@@ -66,9 +66,34 @@ static atomic_int diag_left = MAX_DIAG;
 
 /* ------------------------------------------------------------ TAP */
 
-static int tap_failed;
+/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: a header, a plan, ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1) and the totals. */
+/*
+ * tap_header(), tap_plan(N), tap_result()/tap_skip() for checks 1..N, return tap_finish().
+ * The callers number their checks, and must report them in order: the kselftest
+ * flavour lets kselftest.h number them, and stops the test where the two disagree.
+ */
+/*
+ * The guest flavour prints TAP itself: the guest's initramfs has no kselftest tree, and
+ * the host parses these exact lines (Images/agent/PROTOCOL.md).
+ */
+static int tap_failed, tap_skipped, tap_reported, tap_planned;
+static bool tap_plan_last;
 
-/* Shared by shootdown's templates (Templates/_common/tap.c.mustache): TAP output in the kselftest manner: ok/not ok lines, a whole-test SKIP (exit 4), a bail-out (exit 1). */
+static void tap_header(void)
+{
+	/* As ksft_print_header(): a child forked with output still buffered would print it twice. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("TAP version 13\n");
+}
+
+/* The race templates plan after their checks: a whole-test SKIP may come until then. */
+static void tap_plan(int n)
+{
+	tap_planned = n;
+	tap_plan_last = tap_reported > 0;
+	printf("1..%d\n", n);
+}
+
 static void tap_result(int n, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void tap_result(int n, bool ok, const char *fmt, ...)
 {
@@ -79,8 +104,17 @@ static void tap_result(int n, bool ok, const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
+	tap_reported++;
 	if (!ok)
 		tap_failed++;
+}
+
+/* "ok N description # SKIP reason": the check does not apply to this kernel. Not every test has one. */
+static void __attribute__((unused)) tap_skip(int n, const char *description, const char *reason)
+{
+	printf("ok %d %s # SKIP %s\n", n, description, reason);
+	tap_reported++;
+	tap_skipped++;
 }
 
 static __attribute__((noreturn)) void tap_skip_all(const char *reason)
@@ -93,6 +127,18 @@ static __attribute__((noreturn)) void tap_bail(const char *what)
 {
 	printf("Bail out! %s: %s\n", what, strerror(errno));
 	exit(1);
+}
+
+/*
+ * kselftest's totals line, and the exit: 1 on any failure, else 0. A plan printed after
+ * the checks ends the output without totals, as the race templates' records have it.
+ */
+static int tap_finish(void)
+{
+	if (!tap_plan_last)
+		printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0\n",
+		       tap_planned - tap_failed - tap_skipped, tap_failed, tap_skipped);
+	return tap_failed ? 1 : 0;
 }
 
 /* ---------------------------------------------------------- helpers */
@@ -222,8 +268,22 @@ static void write_page(unsigned long page)
 
 /* ------------------------------------------------------- THP sysfs */
 
-/* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, and one-number sysfs reads. */
+/* Shared by shootdown's templates (Templates/_common/thp.c.mustache): THP sysfs knobs set for the test and restored at exit, the PMD size, and one-number sysfs reads. */
 #define THP_DIR "/sys/kernel/mm/transparent_hugepage"
+
+/* One number from a sysfs or procfs file, -1 if unreadable. Not every template reads one. */
+static long __attribute__((unused)) read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
 
 struct knob {
 	const char *path;
@@ -283,17 +343,10 @@ static void restore_knobs(void)
 		printf("# could not restore %s to %s\n", thp_shmem.path, thp_shmem.saved);
 }
 
-static long read_long(const char *path)
+/* The PMD size THP maps with; -1 where the kernel has no THP. */
+static long thp_pmd_size(void)
 {
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	return read_long(THP_DIR "/hpage_pmd_size");
 }
 
 /* AnonHugePages (anon) or ShmemPmdMapped+FilePmdMapped (shmem) of the region's VMA, in kB. */
@@ -690,11 +743,9 @@ int main(void)
 	unsigned long pins_iouring = 0, pins_vmsplice = 0, iters = 0;
 	long before_kb = 0, after_kb = 0, want_kb = (long)(LEN >> 10);
 	bool collapse_ok = true;
-	int skipped = 0;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("TAP version 13\n");
-	if (read_long(THP_DIR "/hpage_pmd_size") != (long)PMD_SIZE)
+	tap_header();
+	if (thp_pmd_size() != (long)PMD_SIZE)
 		tap_skip_all("THP with 2 MiB PMDs unavailable (" THP_DIR "/hpage_pmd_size)");
 	atexit(restore_knobs);
 	/* Faults and khugepaged stay at 4 KiB; MADV_COLLAPSE ignores these settings. */
@@ -756,7 +807,7 @@ int main(void)
 		iters += pins[i].iters;
 	}
 
-	printf("1..3\n");
+	tap_plan(3);
 	printf("# region %p: %lu PMDs %s, %d threads pinning (%s%s%s), %lu rounds%s\n",
 	       (void *)area, PMDS, SHMEM ? "shmem (memfd)" : "anon", THREADS,
 	       GUP_IOURING ? (iouring_ok ? "io_uring" : "io_uring unavailable") : "",
@@ -768,9 +819,8 @@ int main(void)
 	tap_result(1, collapse_ok, "every collapse happened (%lu of %lu rounds, %ld kB PMD-mapped, want %ld)",
 		   ROUNDS - cs.failed_rounds, ROUNDS, after_kb, want_kb);
 	if (!THREADS || (!pins_iouring && !pins_vmsplice && !pin_errors)) {
-		printf("ok 2 bytes seen through the pins match the pattern # SKIP no pins taken%s\n",
-		       THREADS ? " (io_uring unavailable)" : " (threads=0)");
-		skipped++;
+		tap_skip(2, "bytes seen through the pins match the pattern",
+			 THREADS ? "no pins taken (io_uring unavailable)" : "no pins taken (threads=0)");
 	} else {
 		tap_result(2, pin_bad == 0 && pin_errors == 0,
 			   "bytes seen through the pins match the pattern (%lu io_uring, %lu vmsplice pins, %lu of %lu bytes differ, %lu errors)",
@@ -793,7 +843,5 @@ int main(void)
 	printf("# metric pin_bytes_checked=%lu\n", bytes_checked);
 	printf("# metric huge_kb=%ld\n", after_kb);
 	printf("# metric wall_ns=%" PRId64 "\n", wall);
-	printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:%d error:0\n",
-	       3 - tap_failed - skipped, tap_failed, skipped);
-	return tap_failed ? 1 : 0;
+	return tap_finish();
 }
