@@ -550,6 +550,17 @@ final class RecordingRunner: CommandRunning, @unchecked Sendable {
         // SIGKILL: a child of a test thread inherits its blocked signal mask, SIGTERM included.
         kill(unbounded.processIdentifier, SIGKILL)
         unbounded.waitUntilExit()
+
+        // An emulator that ends first takes its watcher with it at once: the watcher shares
+        // its cgroup, and libvirt's teardown waits for that cgroup to empty.
+        try "30\n".write(to: folder.appendingPathComponent("guest/lifetime"), atomically: true, encoding: .utf8)
+        try "#!/bin/sh\nexec sleep 0.5\n".write(to: fakeQemu, atomically: true, encoding: .utf8)
+        let short = try start("guest")
+        // Foundation learns of the exit only once every holder of the child's status socket
+        // is gone, the watcher included: a prompt return is a watcher that left.
+        let exitStarted = clock.now
+        short.waitUntilExit()
+        #expect(clock.now - exitStarted < .seconds(1.5), "the watcher outlived the emulator (0.5 s) by more than its 0.2 s poll")
     }
 }
 
