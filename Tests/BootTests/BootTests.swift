@@ -53,9 +53,10 @@ import Testing
                      TestSelection(name: "collapse-gup-fast-race", parameters: ["rounds=2", "widen_us=5000"]),
                      TestSelection(name: "hugetlb-unshare-paths",
                                    parameters: ["path=munmap,munmap-half,mremap,mprotect,mprotect-half,punch-hole,truncate",
-                                                "cycles=2", "children=2"])]
+                                                "cycles=2", "children=2"]),
+                     TestSelection(name: "hugetlb-shared-migrate")]
         let results = try Self.run(RunRequest(tests: tests, timeoutSeconds: 240))
-        #expect(results.count == 24)
+        #expect(results.count == 26)
         for result in results {
             #expect(result.status == .pass, "\(result.cell.id): \(result.reason ?? "")")
             #expect((result.counters?.operations ?? 0) > 0, "\(result.cell.id): no operations reported")
@@ -70,6 +71,11 @@ import Testing
             #expect(sync >= 1 && sync <= 1.5, "\(result.cell.id): \(sync) syncs per handover")
             let delivered = result.counters?.probe("tlb_remove_table_smp_sync")?.perOperation ?? 0
             #expect(delivered == 3 * sync, "\(result.cell.id): \(delivered) sync IPIs per handover for \(sync) syncs")
+        }
+        // A two-node guest: no page moved while its PMD table was shared, every page once not.
+        for result in results where result.cell.test == "hugetlb-shared-migrate" {
+            #expect(result.metrics["moved_while_shared"] == "0" && result.metrics["control_moved"] == "1",
+                    "\(result.cell.id): \(result.metrics)")
         }
         // Jann Horn's fix: one sync broadcast per collapsed anonymous PMD.
         for result in results where result.cell.test == "madv-collapse" && result.cell.parameters["memory"] == .choice("anon") {

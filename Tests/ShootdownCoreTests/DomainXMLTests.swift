@@ -46,6 +46,38 @@ import XMLSupport
         #expect(try Self.schema.validate(xml) == [])
     }
 
+    /// A guest with NUMA nodes (the migration test): a socket and a cell per node, vCPUs
+    /// and memory split evenly, the same in the domain and in the reproducer's QEMU line.
+    /// KVM arm64 too, since the KVM path cannot be booted here.
+    @Test(arguments: [(Arch.x86_64, Accelerator.tcg, "domain-x86_64-tcg-numa2.xml"), (.aarch64, .kvm, "domain-aarch64-kvm-numa2.xml")])
+    func numaGuestsGetASocketAndACellPerNode(arch: Arch, accel: Accelerator, golden: String) throws {
+        var spec = Self.spec(arch, accel, nil)
+        spec.numaNodes = 2
+        let xml = try DomainXML.render(spec)
+        GoldenFile.check(xml, golden)
+        #expect(try Self.schema.validate(xml) == [])
+        #expect(xml.contains(#"<topology sockets="2" dies="1" cores="2" threads="1"/>"#))
+        let line = QemuCommandLine.arguments(for: spec)
+        #expect(line.contains("4,sockets=2,cores=2,threads=1"))
+        #expect(line.contains("node,nodeid=1,cpus=2-3,memdev=ram-node1"))
+        #expect(line.contains("memory-backend-ram,id=ram-node0,size=512M"))
+        // vCPUs that do not split evenly keep one socket (the run refuses them for NUMA tests).
+        spec.vcpus = 3
+        #expect(spec.numaSockets == 1 && spec.numaCells.map(\.cpus) == [0..<1, 1..<3])
+    }
+
+    /// A NUMA test with vCPUs that do not split over its nodes is refused before anything
+    /// builds or boots, with what to use instead.
+    @Test func numaTestsRefuseVCPUsThatDoNotSplit() throws {
+        let context = ToolContext(paths: ToolPaths(cache: Repository.root, results: Repository.root,
+                                                   resources: Repository.root, stage: Repository.root))
+        let pipeline = RunPipeline(context: context)
+        #expect(try pipeline.renderTests(RunRequest(vcpus: [2, 4], tests: [TestSelection(name: "hugetlb-shared-migrate")])).count == 1)
+        #expect(throws: ShootdownError.usage("hugetlb-shared-migrate runs on 2 NUMA nodes, a socket each: --vcpus 3 does not split evenly; use a multiple of 2")) {
+            try pipeline.renderTests(RunRequest(vcpus: [4, 3], tests: [TestSelection(name: "hugetlb-shared-migrate")]))
+        }
+    }
+
     @Test func schemaValidationCatchesInvalidDomains() throws {
         var document = DomainXML.document(for: Self.spec(.x86_64, .tcg, nil))
         document.append(XMLElement("vcpu-count", text: "4"))

@@ -59,7 +59,7 @@ import Testing
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nvcpus: [4, 0]\n", "spec.yaml:3:12: vcpus 0 is out of range 1...256"),
         ("kernels: [debian]\ntests:\n  - name: hugetlb-share-fork-exit\n    params: {gibs: 2}\n", "spec.yaml:4:14: unknown key 'gibs' in params; allowed here: gib, touch, children, cycles, fault"),
         ("kernels: [debian]\ntests:\n  - name: hugetlb-share-fork-exit\n    params: {fault: maybe}\n", "spec.yaml:4:13: hugetlb-share-fork-exit: fault must be one of none, corrupt, not 'maybe' (shootdown generate --describe hugetlb-share-fork-exit)"),
-        ("kernels: [debian]\ntests: [no-such-test]\n", "spec.yaml:2:9: unknown test 'no-such-test'; available: collapse-gup-fast-race, gup-fast-unshare-race, gup-pin-unshare, hugetlb-share-fork-exit, madv-collapse (shootdown generate --list)"),
+        ("kernels: [debian]\ntests: [no-such-test]\n", "spec.yaml:2:9: unknown test 'no-such-test'; available: collapse-gup-fast-race, gup-fast-unshare-race, gup-pin-unshare, hugetlb-share-fork-exit, hugetlb-shared-migrate, hugetlb-unshare-paths, madv-collapse (shootdown generate --list)"),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nexpect:\n  - metric: sync_one\n    max: 1\n", "spec.yaml:4:13: metric 'sync_one' must be probe:<symbol>, ipi:<row>, time:wall_us or reach:tlb_remove_table_sync_one (e.g. probe:tlb_remove_table_sync_one, ipi:CAL, ipi:IPI1)"),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nexpect:\n  - metric: ipi:CAL\n", "spec.yaml:4:5: a metric rule needs min:, max: or both"),
         ("kernels: [debian]\ntests: [hugetlb-share-fork-exit]\nexpect:\n  - scaling: {over: gib, is: flat}\n", "spec.yaml:4:30: scaling is 'flat'? use constant or linear"),

@@ -3,6 +3,9 @@
 #   stock             the source as shipped
 #   no-unshare-sync   huge_pmd_unshare_flush() without the GUP-fast sync (1013af4f58 undone)
 #   no-collapse-sync  collapse_huge_page() without its tlb_remove_table_sync_one()
+#   migrate-shared    mbind() migrates hugetlb folios mapped through shared PMD tables, as
+#                     it did while hugetlb_pmd_shared() said "not shared" (v6.13 until its
+#                     fix, CVE-2026-23100); only mm/mempolicy.c changes, so it builds fast
 # ensure_proof_tree TREE creates what is missing (all of it, in a few minutes) and
 # defines git_ for the tree.
 ensure_proof_tree() {
@@ -42,5 +45,21 @@ open(path, "w").write(text.replace(old, "\tmmu_notifier_invalidate_range_end(&ra
 PY
     git_ commit -q -a -m "mm/khugepaged: no GUP-fast sync in collapse_huge_page()"
     git_ checkout -q stock
+  fi
+  # Added later than the others: made on its own where an older tree lacks it.
+  if ! git_ rev-parse --verify -q migrate-shared >/dev/null; then
+    git_ branch -q migrate-shared stock
+    git_ worktree add -q "$tree.migrate-shared" migrate-shared
+    python3 - "$tree.migrate-shared/mm/mempolicy.c" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+old = "\t    (!folio_likely_mapped_shared(folio) && !hugetlb_pmd_shared(pte)))\n"
+assert text.count(old) == 1, "queue_folios_hugetlb() is not as expected in this tree"
+open(path, "w").write(text.replace(old, "\t    !folio_likely_mapped_shared(folio)) /* hugetlb_pmd_shared() as broken by 59d9094df3d7 */\n"))
+PY
+    git -C "$tree.migrate-shared" -c user.name=shootdown -c user.email=shootdown@localhost commit -q -a \
+      -m "mm/mempolicy: migrate hugetlb folios in shared PMD tables (CVE-2026-23100's impact)"
+    git_ worktree remove "$tree.migrate-shared"
   fi
 }

@@ -45,9 +45,10 @@ extension RunPipeline {
         // The first cell's whole budget, then each later test's own limit in the guest.
         let timeout = first.timeoutSeconds + members.dropFirst().map { Self.testTimeout($0.cell) }.reduce(0, +)
         let name = Self.domainName(runID: runID, cellID: "batch-\(first.id)")
-        let spec = try launcher.stagedSpec(name: name, arch: first.arch, accel: first.accel, paravirt: first.paravirt,
+        var spec = try launcher.stagedSpec(name: name, arch: first.arch, accel: first.accel, paravirt: first.paravirt,
                                            vcpus: first.vcpus, memoryMiB: first.memoryMiB,
                                            tcgThreads: tcgThreads(first, test: members[0].test.test))
+        spec.numaNodes = members[0].test.test.numaNodes
         let outcome = try launcher.start(spec, kernel: first.kernel.kernel, image: image, timeout: .seconds(timeout), fresh: fresh)
 
         let console = String(decoding: outcome.console, as: UTF8.self)

@@ -101,9 +101,10 @@ extension RunPipeline {
     /// Boots the cell's guest; returns the spec it booted (for the reproducer) and what came back.
     func boot(_ cell: Cell, test: RenderedTest, image: GuestImage, launcher: any GuestLaunching, runID: String,
               fresh: FreshGuest) throws -> (DomainSpec, GuestOutcome) {
-        let spec = try launcher.stagedSpec(name: Self.domainName(runID: runID, cellID: cell.id), arch: cell.arch, accel: cell.accel,
+        var spec = try launcher.stagedSpec(name: Self.domainName(runID: runID, cellID: cell.id), arch: cell.arch, accel: cell.accel,
                                            paravirt: cell.paravirt, vcpus: cell.vcpus, memoryMiB: cell.memoryMiB,
                                            tcgThreads: tcgThreads(cell, test: test))
+        spec.numaNodes = test.numaNodes
         let outcome = try launcher.start(spec, kernel: cell.kernel.kernel, image: image, timeout: .seconds(cell.timeoutSeconds),
                                          fresh: fresh)
         return (spec, outcome)

@@ -7,12 +7,21 @@ extension RunPipeline {
     /// expectations that apply to it (the run's and its test's own).
     func renderTests(_ request: RunRequest) throws -> [PlannedTest] {
         let catalog = TemplateCatalog(resources: context.paths.resources)
-        return try request.tests.flatMap { selection in
+        let planned = try request.tests.flatMap { selection in
             try catalog.render([selection]).map {
                 PlannedTest(test: $0, expectations: request.expectations + selection.expectations,
                             wideningOff: !request.wideningEnabled)
             }
         }
+        // A NUMA guest gets a socket per node, so its vCPUs must split evenly: an x86 kernel
+        // warns (a splat, so a FAIL) about a socket's cores spread over two nodes.
+        for test in planned.map(\.test) where test.numaNodes > 1 {
+            for vcpus in request.vcpus where vcpus % test.numaNodes != 0 {
+                throw ShootdownError.usage("\(test.instance.test) runs on \(test.numaNodes) NUMA nodes, a socket each: "
+                                           + "--vcpus \(vcpus) does not split evenly; use a multiple of \(test.numaNodes)")
+            }
+        }
+        return planned
     }
 
     /// Every kernel spec × arch the request names, in order, before anything is resolved:

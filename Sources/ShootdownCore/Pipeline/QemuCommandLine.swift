@@ -15,9 +15,16 @@ public enum QemuCommandLine {
         }
         let accel = spec.accel.rawValue + spec.qemuSuffixes.accel
         cpu += spec.qemuSuffixes.cpu
+        var numa: [String] = []
+        for (node, cell) in spec.numaCells.enumerated() {
+            numa += ["-object", "memory-backend-ram,id=ram-node\(node),size=\(cell.memoryMiB)M",
+                     "-numa", "node,nodeid=\(node)" + (cell.cpus.isEmpty ? "" : ",cpus=\(cell.cpus.lowerBound)-\(cell.cpus.upperBound - 1)")
+                        + ",memdev=ram-node\(node)"]
+        }
         return [spec.emulator,
                 "-machine", machine, "-accel", accel, "-cpu", cpu,
-                "-smp", String(spec.vcpus), "-m", "\(spec.memoryMiB)M",
+                "-smp", spec.numaSockets > 1 ? "\(spec.vcpus),sockets=\(spec.numaSockets),cores=\(spec.vcpus / spec.numaSockets),threads=1"
+                    : String(spec.vcpus), "-m", "\(spec.memoryMiB)M"] + numa + [
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-kernel", spec.kernel, "-initrd", spec.initrd, "-append", spec.commandLine,
                 "-serial", "file:\(spec.consolePath)",

@@ -169,6 +169,8 @@ public struct RenderedTest: Sendable, Equatable {
     public var evidence: [EvidenceCheck] = []
     /// A race test: its threads must run at once (TemplateManifest.races).
     public var races = false
+    /// NUMA nodes its guest needs (TemplateManifest.numaNodes).
+    public var numaNodes = 1
 }
 
 public enum TemplateRenderer {
@@ -215,7 +217,7 @@ public enum TemplateRenderer {
                             probeChecks: template.manifest.probeChecks.map { $0.resolved(instance.values) },
                             operation: template.manifest.operation,
                             widening: template.manifest.widen?.resolved(instance.values), evidence: template.manifest.evidence,
-                            races: template.manifest.races)
+                            races: template.manifest.races, numaNodes: template.manifest.numaNodes)
     }
 
     /// The partials a template includes (`{{> name}}`).

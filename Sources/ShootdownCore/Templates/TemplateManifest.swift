@@ -26,9 +26,12 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
     /// The verdict needs the test's threads on different vCPUs at the same moment (a race
     /// test), so TCG must give each vCPU a host thread (TCGThreads).
     public var races: Bool
+    /// NUMA nodes the guest needs (a migration test); 1 declares none.
+    public var numaNodes: Int
 
     enum CodingKeys: String, CodingKey {
         case name, summary, description, operation, hugepages, probes, parameters, widen, evidence, races
+        case numaNodes = "numa_nodes"
         case probeChecks = "probe_checks", kselftestCategory = "kselftest_category"
     }
 
@@ -49,6 +52,10 @@ public struct TemplateManifest: Sendable, Decodable, Equatable {
         widen = try container.decodeIfPresent(WideningManifest.self, forKey: .widen)
         evidence = try container.decodeIfPresent([EvidenceCheck].self, forKey: .evidence) ?? []
         races = try container.decodeIfPresent(Bool.self, forKey: .races) ?? false
+        numaNodes = try container.decodeIfPresent(Int.self, forKey: .numaNodes) ?? 1
+        guard (1...8).contains(numaNodes) else {
+            throw DecodingError.dataCorruptedError(forKey: .numaNodes, in: container, debugDescription: "numa_nodes must be 1...8")
+        }
     }
 
     public func parameter(_ name: String) -> ParameterSpec? {

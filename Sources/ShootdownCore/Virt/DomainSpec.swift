@@ -50,6 +50,22 @@ public struct DomainSpec: Sendable, Equatable {
     /// How QEMU runs the vCPUs under TCG (ignored under KVM): the caller's choice for the
     /// test and host (`TCGThreads.choose`); the default assumes a core per vCPU.
     public var tcgThreads: TCGThreads
+    /// NUMA nodes the guest sees (1: none declared). vCPUs and memory are split evenly, in
+    /// order; a node left without a vCPU is memory only.
+    public var numaNodes = 1
+
+    /// Sockets: one per NUMA node where the vCPUs split evenly, else one.
+    public var numaSockets: Int { numaNodes > 1 && vcpus % numaNodes == 0 ? numaNodes : 1 }
+
+    /// Each NUMA node's vCPUs (a range, empty for a memory-only node) and memory.
+    public var numaCells: [(cpus: Range<Int>, memoryMiB: Int)] {
+        guard numaNodes > 1 else { return [] }
+        return (0..<numaNodes).map { node in
+            let cpus = (node * vcpus / numaNodes)..<((node + 1) * vcpus / numaNodes)
+            let memory = memoryMiB / numaNodes + (node == numaNodes - 1 ? memoryMiB % numaNodes : 0)
+            return (cpus, memory)
+        }
+    }
 
     public init(name: String, arch: Arch, accel: Accelerator, paravirt: Paravirt?, vcpus: Int, memoryMiB: Int,
                 emulator: String, kernel: String, initrd: String, consolePath: String, resultPath: String) {

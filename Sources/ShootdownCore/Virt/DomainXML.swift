@@ -84,7 +84,18 @@ public enum DomainXML {
         }
         // One socket of N cores, as a plain `-smp N` gives. libvirt's default is N
         // one-core sockets, and cross-socket TSC/MTRR sync slows an x86 boot by ~1.3 s.
-        cpu.append(XMLElement("topology", [("sockets", "1"), ("dies", "1"), ("cores", String(spec.vcpus)), ("threads", "1")]))
+        // A NUMA guest: a socket per node (the planner makes vCPUs a multiple of nodes).
+        let sockets = spec.numaSockets
+        cpu.append(XMLElement("topology", [("sockets", String(sockets)), ("dies", "1"), ("cores", String(spec.vcpus / sockets)),
+                                           ("threads", "1")]))
+        if spec.numaNodes > 1 {
+            var numa = XMLElement("numa")
+            for (node, cell) in spec.numaCells.enumerated() {
+                let cpus = cell.cpus.isEmpty ? [] : [("cpus", cell.cpus.count == 1 ? "\(cell.cpus.lowerBound)" : "\(cell.cpus.lowerBound)-\(cell.cpus.upperBound - 1)")]
+                numa.append(XMLElement("cell", [("id", String(node))] + cpus + [("memory", String(cell.memoryMiB)), ("unit", "MiB")]))
+            }
+            cpu.append(numa)
+        }
         return cpu
     }
 }

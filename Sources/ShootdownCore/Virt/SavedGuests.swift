@@ -63,7 +63,7 @@ extension GuestLauncher {
         var hash = ContentHash()
         hash.update(base)
         for part in [kernelIdentity, spec.arch.rawValue, spec.accel.rawValue, spec.paravirt?.rawValue ?? "default",
-                     String(spec.vcpus), String(spec.memoryMiB), spec.commandLine, spec.emulatorWrapper ?? spec.emulator,
+                     String(spec.vcpus), String(spec.memoryMiB), "numa \(spec.numaNodes)", spec.commandLine, spec.emulatorWrapper ?? spec.emulator,
                      hypervisorIdentity] {
             hash.update(part + "\n")
         }
