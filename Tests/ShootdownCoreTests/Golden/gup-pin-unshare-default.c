@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
@@ -65,8 +66,6 @@
 #define REPORT_TIMEOUT_MS 60000
 #define MAX_DIAG 10               /* mismatch lines printed per process */
 #define HP_DIR "/sys/kernel/mm/hugepages/hugepages-2048kB"
-#define PM_MMAP_EXCLUSIVE (1ULL << 56) /* pagemap: page mapped by this process only */
-#define PM_PRESENT (1ULL << 63)        /* pagemap: page present */
 #ifndef MFD_HUGETLB
 #define MFD_HUGETLB 0x0004U
 #endif
@@ -338,6 +337,69 @@ static void window_mark(const char *mark)
 	}
 }
 
+/* Shared by shootdown's templates (Templates/_common/sharing.c.mustache): what a sharer sees of PMD table sharing: the faults its reads take, and pagemap's view of its pages. */
+#ifndef PM_MMAP_EXCLUSIVE
+#define PM_MMAP_EXCLUSIVE (1ULL << 56) /* pagemap: page mapped by this process only */
+#endif
+#ifndef PM_PRESENT
+#define PM_PRESENT (1ULL << 63)        /* pagemap: page present */
+#endif
+
+static long __attribute__((unused)) minor_faults(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
+}
+
+/*
+ * After fork every stack page is copy-on-write: write the stack the first read will
+ * use, so that its faults are the area's only.
+ */
+static void __attribute__((noinline, unused)) prefault_stack(void)
+{
+	volatile char stack[16384];
+
+	for (size_t i = 0; i < sizeof(stack); i += 256)
+		stack[i] = 0;
+}
+
+/*
+ * Classifies `npages` pages (page i at page(i)) by their /proc/self/pagemap entry:
+ * present and shared (PM_MMAP_EXCLUSIVE clear), present and exclusive, or not
+ * present. While a PMD table is shared the kernel must report shared; kernels with a
+ * broken hugetlb_pmd_shared() report exclusive. All counts -1 if unreadable.
+ */
+static void __attribute__((unused)) read_pagemap(unsigned long npages, uintptr_t (*page)(unsigned long),
+						 long *shared, long *exclusive, long *absent)
+{
+	long psize = sysconf(_SC_PAGESIZE);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	*shared = *exclusive = *absent = 0;
+	if (fd < 0 || psize <= 0)
+		goto fail;
+	for (unsigned long p = 0; p < npages; p++) {
+		uint64_t e;
+		off_t off = (off_t)(page(p) / (uintptr_t)psize * sizeof(e));
+
+		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
+			goto fail;
+		if (!(e & PM_PRESENT))
+			(*absent)++;
+		else if (e & PM_MMAP_EXCLUSIVE)
+			(*exclusive)++;
+		else
+			(*shared)++;
+	}
+	close(fd);
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	*shared = *exclusive = *absent = -1;
+}
+
 static uint64_t base_word(unsigned long page, unsigned long round)
 {
 	return mix((uint64_t)page << 32 ^ round);
@@ -355,6 +417,11 @@ static char *page_addr(unsigned long i)
 	unsigned long gib = i / TOUCH, j = i % TOUCH;
 
 	return area + gib * GIB_BYTES + j * (PAGES_PER_GIB / TOUCH) * HPAGE;
+}
+
+static uintptr_t page_address(unsigned long i)
+{
+	return (uintptr_t)page_addr(i);
 }
 
 static volatile uint64_t *page_words(unsigned long i)
@@ -450,40 +517,6 @@ static int check_buffer(const char *who, unsigned long round, unsigned long k, c
 }
 
 /* ------------------------------------------------------------ views */
-
-/*
- * Classifies every touched page by its /proc/self/pagemap entry: present and
- * shared (PM_MMAP_EXCLUSIVE clear), present and exclusive, or not present.
- * All counts -1 if pagemap cannot be read.
- */
-static void read_pagemap(long *shared, long *exclusive, long *absent)
-{
-	long psize = sysconf(_SC_PAGESIZE);
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	*shared = *exclusive = *absent = 0;
-	if (fd < 0 || psize <= 0)
-		goto fail;
-	for (unsigned long p = 0; p < NPAGES; p++) {
-		uint64_t e;
-		off_t off = (off_t)((uintptr_t)page_addr(p) / (uintptr_t)psize * sizeof(e));
-
-		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
-			goto fail;
-		if (!(e & PM_PRESENT))
-			(*absent)++;
-		else if (e & PM_MMAP_EXCLUSIVE)
-			(*exclusive)++;
-		else
-			(*shared)++;
-	}
-	close(fd);
-	return;
-fail:
-	if (fd >= 0)
-		close(fd);
-	*shared = *exclusive = *absent = -1;
-}
 
 /* ----------------------------------------------------------- io_uring */
 
@@ -776,7 +809,7 @@ static __attribute__((noreturn)) void sharer_main(unsigned long round, int idx, 
 	/* These reads fault the area in through the parent's PMD tables. */
 	rep.mismatches = check_pattern(who, round) + check_pin_ranges(who, round, false);
 	read_smaps(&rep.shared_kb, &rep.private_kb);
-	read_pagemap(&rep.pm_shared, &rep.pm_exclusive, &rep.pm_absent);
+	read_pagemap(NPAGES, page_address, &rep.pm_shared, &rep.pm_exclusive, &rep.pm_absent);
 	send_report(rep_fd, &rep);
 	wait_release(go_unshare);
 	if (UNSHARE == UNSHARE_EXIT)

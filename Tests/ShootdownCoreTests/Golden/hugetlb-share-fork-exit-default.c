@@ -47,8 +47,6 @@
 #define MAP_HUGE_SHIFT 26
 #endif
 #define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
-#define PM_MMAP_EXCLUSIVE (1ULL << 56) /* pagemap: page mapped by this process only */
-#define PM_PRESENT (1ULL << 63)        /* pagemap: page present */
 
 _Static_assert(GIB >= 1, "gib must be at least 1");
 _Static_assert(TOUCH >= 1 && TOUCH <= PAGES_PER_GIB, "touch must be 1..512");
@@ -295,6 +293,69 @@ static void window_mark(const char *mark)
 	}
 }
 
+/* Shared by shootdown's templates (Templates/_common/sharing.c.mustache): what a sharer sees of PMD table sharing: the faults its reads take, and pagemap's view of its pages. */
+#ifndef PM_MMAP_EXCLUSIVE
+#define PM_MMAP_EXCLUSIVE (1ULL << 56) /* pagemap: page mapped by this process only */
+#endif
+#ifndef PM_PRESENT
+#define PM_PRESENT (1ULL << 63)        /* pagemap: page present */
+#endif
+
+static long __attribute__((unused)) minor_faults(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
+}
+
+/*
+ * After fork every stack page is copy-on-write: write the stack the first read will
+ * use, so that its faults are the area's only.
+ */
+static void __attribute__((noinline, unused)) prefault_stack(void)
+{
+	volatile char stack[16384];
+
+	for (size_t i = 0; i < sizeof(stack); i += 256)
+		stack[i] = 0;
+}
+
+/*
+ * Classifies `npages` pages (page i at page(i)) by their /proc/self/pagemap entry:
+ * present and shared (PM_MMAP_EXCLUSIVE clear), present and exclusive, or not
+ * present. While a PMD table is shared the kernel must report shared; kernels with a
+ * broken hugetlb_pmd_shared() report exclusive. All counts -1 if unreadable.
+ */
+static void __attribute__((unused)) read_pagemap(unsigned long npages, uintptr_t (*page)(unsigned long),
+						 long *shared, long *exclusive, long *absent)
+{
+	long psize = sysconf(_SC_PAGESIZE);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	*shared = *exclusive = *absent = 0;
+	if (fd < 0 || psize <= 0)
+		goto fail;
+	for (unsigned long p = 0; p < npages; p++) {
+		uint64_t e;
+		off_t off = (off_t)(page(p) / (uintptr_t)psize * sizeof(e));
+
+		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
+			goto fail;
+		if (!(e & PM_PRESENT))
+			(*absent)++;
+		else if (e & PM_MMAP_EXCLUSIVE)
+			(*exclusive)++;
+		else
+			(*shared)++;
+	}
+	close(fd);
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	*shared = *exclusive = *absent = -1;
+}
+
 static uint64_t base_word(unsigned long page, unsigned long gen)
 {
 	return mix((uint64_t)page << 32 ^ gen);
@@ -311,6 +372,11 @@ static volatile uint64_t *page_words(unsigned long i)
 	unsigned long gib = i / TOUCH, j = i % TOUCH;
 
 	return (volatile uint64_t *)(area + gib * GIB_BYTES + j * (PAGES_PER_GIB / TOUCH) * HPAGE);
+}
+
+static uintptr_t touched_page(unsigned long i)
+{
+	return (uintptr_t)page_words(i);
 }
 
 static int mismatch(const char *who, unsigned long page, unsigned long word,
@@ -374,62 +440,6 @@ static int check_slots(unsigned long cycle)
 }
 
 /*
- * Classifies every touched page by its /proc/self/pagemap entry: present and
- * shared (PM_MMAP_EXCLUSIVE clear), present and exclusive, or not present.
- * While the PMD tables are shared the kernel must report shared; kernels with a
- * broken hugetlb_pmd_shared() report exclusive. All counts -1 if unreadable.
- */
-static void read_pagemap(long *shared, long *exclusive, long *absent)
-{
-	long psize = sysconf(_SC_PAGESIZE);
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	*shared = *exclusive = *absent = 0;
-	if (fd < 0 || psize <= 0)
-		goto fail;
-	for (unsigned long p = 0; p < NPAGES; p++) {
-		uint64_t e;
-		off_t off = (off_t)((uintptr_t)page_words(p) / (uintptr_t)psize * sizeof(e));
-
-		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
-			goto fail;
-		if (!(e & PM_PRESENT))
-			(*absent)++;
-		else if (e & PM_MMAP_EXCLUSIVE)
-			(*exclusive)++;
-		else
-			(*shared)++;
-	}
-	close(fd);
-	return;
-fail:
-	if (fd >= 0)
-		close(fd);
-	*shared = *exclusive = *absent = -1;
-}
-
-/* ----------------------------------------------------------- sharers */
-
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
-}
-
-/*
- * After fork every stack page is copy-on-write: write the stack the first read will
- * use, so that its faults are the area's only.
- */
-static void __attribute__((noinline)) prefault_stack(void)
-{
-	volatile char stack[16384];
-
-	for (size_t i = 0; i < sizeof(stack); i += 256)
-		stack[i] = 0;
-}
-
-/*
  * Reports, then waits at the barrier: the parent lets a child exit only when every
  * child of the cycle has faulted and reported, and then one at a time, in order.
  */
@@ -450,7 +460,7 @@ static __attribute__((noreturn)) void child_main(unsigned long cycle, int idx, i
 	long faults1 = minor_faults();
 	rep.faults = faults0 < 0 || faults1 < 0 ? -1 : faults1 - faults0;
 	read_smaps(&rep.shared_kb, &rep.private_kb);
-	read_pagemap(&rep.pm_shared, &rep.pm_exclusive, &rep.pm_absent);
+	read_pagemap(NPAGES, touched_page, &rep.pm_shared, &rep.pm_exclusive, &rep.pm_absent);
 	for (unsigned long p = 0; p < NPAGES; p++)
 		page_words(p)[SLOT_WORD + idx] = slot_word(cycle, idx, p);
 	if (FAULT_CORRUPT && cycle == 0 && idx == 0)

@@ -252,6 +252,69 @@ static void window_mark(const char *mark)
 	}
 }
 
+/* Shared by shootdown's templates (Templates/_common/sharing.c.mustache): what a sharer sees of PMD table sharing: the faults its reads take, and pagemap's view of its pages. */
+#ifndef PM_MMAP_EXCLUSIVE
+#define PM_MMAP_EXCLUSIVE (1ULL << 56) /* pagemap: page mapped by this process only */
+#endif
+#ifndef PM_PRESENT
+#define PM_PRESENT (1ULL << 63)        /* pagemap: page present */
+#endif
+
+static long __attribute__((unused)) minor_faults(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
+}
+
+/*
+ * After fork every stack page is copy-on-write: write the stack the first read will
+ * use, so that its faults are the area's only.
+ */
+static void __attribute__((noinline, unused)) prefault_stack(void)
+{
+	volatile char stack[16384];
+
+	for (size_t i = 0; i < sizeof(stack); i += 256)
+		stack[i] = 0;
+}
+
+/*
+ * Classifies `npages` pages (page i at page(i)) by their /proc/self/pagemap entry:
+ * present and shared (PM_MMAP_EXCLUSIVE clear), present and exclusive, or not
+ * present. While a PMD table is shared the kernel must report shared; kernels with a
+ * broken hugetlb_pmd_shared() report exclusive. All counts -1 if unreadable.
+ */
+static void __attribute__((unused)) read_pagemap(unsigned long npages, uintptr_t (*page)(unsigned long),
+						 long *shared, long *exclusive, long *absent)
+{
+	long psize = sysconf(_SC_PAGESIZE);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	*shared = *exclusive = *absent = 0;
+	if (fd < 0 || psize <= 0)
+		goto fail;
+	for (unsigned long p = 0; p < npages; p++) {
+		uint64_t e;
+		off_t off = (off_t)(page(p) / (uintptr_t)psize * sizeof(e));
+
+		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
+			goto fail;
+		if (!(e & PM_PRESENT))
+			(*absent)++;
+		else if (e & PM_MMAP_EXCLUSIVE)
+			(*exclusive)++;
+		else
+			(*shared)++;
+	}
+	close(fd);
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	*shared = *exclusive = *absent = -1;
+}
+
 static char *page_at(unsigned long i)
 {
 	return area + i * (PAGES_PER_GIB / TOUCH) * HPAGE;
@@ -302,13 +365,6 @@ static long pages_on(int node)
 	return on;
 }
 
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
-}
-
 static int mismatches(void)
 {
 	int bad = 0;
@@ -316,18 +372,6 @@ static int mismatches(void)
 	for (unsigned long i = 0; i < TOUCH; i++)
 		bad += *(volatile uint64_t *)page_at(i) != page_value(i);
 	return bad;
-}
-
-/*
- * After fork every stack page is copy-on-write: write the stack the first read will
- * use, so that its faults are the area's only.
- */
-static void __attribute__((noinline)) prefault_stack(void)
-{
-	volatile char stack[16384];
-
-	for (size_t i = 0; i < sizeof(stack); i += 256)
-		stack[i] = 0;
 }
 
 /* The sharer: faults the pages in through the parent's table, reports its faults, waits. */

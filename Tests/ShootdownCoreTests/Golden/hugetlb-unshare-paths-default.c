@@ -68,8 +68,6 @@
 #define MFD_HUGE_SHIFT 26
 #endif
 #define MFD_HUGE_2MB (21U << MFD_HUGE_SHIFT)
-#define PM_MMAP_EXCLUSIVE (1ULL << 56)
-#define PM_PRESENT (1ULL << 63)
 
 _Static_assert(GIB >= 1, "gib must be at least 1");
 _Static_assert(TOUCH >= 1 && TOUCH <= PAGES_PER_GIB / 2, "touch must be 1..256 (pages sit in both halves of a GiB)");
@@ -323,10 +321,78 @@ static void window_mark(const char *mark)
 	}
 }
 
+/* Shared by shootdown's templates (Templates/_common/sharing.c.mustache): what a sharer sees of PMD table sharing: the faults its reads take, and pagemap's view of its pages. */
+#ifndef PM_MMAP_EXCLUSIVE
+#define PM_MMAP_EXCLUSIVE (1ULL << 56) /* pagemap: page mapped by this process only */
+#endif
+#ifndef PM_PRESENT
+#define PM_PRESENT (1ULL << 63)        /* pagemap: page present */
+#endif
+
+static long __attribute__((unused)) minor_faults(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
+}
+
+/*
+ * After fork every stack page is copy-on-write: write the stack the first read will
+ * use, so that its faults are the area's only.
+ */
+static void __attribute__((noinline, unused)) prefault_stack(void)
+{
+	volatile char stack[16384];
+
+	for (size_t i = 0; i < sizeof(stack); i += 256)
+		stack[i] = 0;
+}
+
+/*
+ * Classifies `npages` pages (page i at page(i)) by their /proc/self/pagemap entry:
+ * present and shared (PM_MMAP_EXCLUSIVE clear), present and exclusive, or not
+ * present. While a PMD table is shared the kernel must report shared; kernels with a
+ * broken hugetlb_pmd_shared() report exclusive. All counts -1 if unreadable.
+ */
+static void __attribute__((unused)) read_pagemap(unsigned long npages, uintptr_t (*page)(unsigned long),
+						 long *shared, long *exclusive, long *absent)
+{
+	long psize = sysconf(_SC_PAGESIZE);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	*shared = *exclusive = *absent = 0;
+	if (fd < 0 || psize <= 0)
+		goto fail;
+	for (unsigned long p = 0; p < npages; p++) {
+		uint64_t e;
+		off_t off = (off_t)(page(p) / (uintptr_t)psize * sizeof(e));
+
+		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
+			goto fail;
+		if (!(e & PM_PRESENT))
+			(*absent)++;
+		else if (e & PM_MMAP_EXCLUSIVE)
+			(*exclusive)++;
+		else
+			(*shared)++;
+	}
+	close(fd);
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	*shared = *exclusive = *absent = -1;
+}
+
 /* Touched page i: TOUCH pages spread evenly over each GiB, half of them in each half. */
 static unsigned long page_offset(unsigned long i)
 {
 	return (i / TOUCH) * GIB_BYTES + (i % TOUCH) * (PAGES_PER_GIB / TOUCH) * HPAGE;
+}
+
+static uintptr_t touched_page(unsigned long i)
+{
+	return (uintptr_t)(area + page_offset(i));
 }
 
 static uint64_t page_value(unsigned long page, unsigned long gen)
@@ -374,50 +440,6 @@ static bool always(unsigned long i)
 {
 	(void)i;
 	return true;
-}
-
-static void read_pagemap(long *shared, long *exclusive, long *absent)
-{
-	long psize = sysconf(_SC_PAGESIZE);
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	*shared = *exclusive = *absent = 0;
-	if (fd < 0 || psize <= 0)
-		goto fail;
-	for (unsigned long p = 0; p < NPAGES; p++) {
-		uint64_t e;
-		off_t off = (off_t)((uintptr_t)(area + page_offset(p)) / (uintptr_t)psize * sizeof(e));
-
-		if (pread(fd, &e, sizeof(e), off) != (ssize_t)sizeof(e))
-			goto fail;
-		if (!(e & PM_PRESENT))
-			(*absent)++;
-		else if (e & PM_MMAP_EXCLUSIVE)
-			(*exclusive)++;
-		else
-			(*shared)++;
-	}
-	close(fd);
-	return;
-fail:
-	if (fd >= 0)
-		close(fd);
-	*shared = *exclusive = *absent = -1;
-}
-
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	return getrusage(RUSAGE_SELF, &ru) ? -1 : ru.ru_minflt;
-}
-
-static void __attribute__((noinline)) prefault_stack(void)
-{
-	volatile char stack[16384];
-
-	for (size_t i = 0; i < sizeof(stack); i += 256)
-		stack[i] = 0;
 }
 
 /* A PUD-aligned stretch of address space the size of the area, reserved PROT_NONE. */
@@ -494,7 +516,7 @@ static __attribute__((noreturn)) void child_main(unsigned long cycle, int idx, i
 	long faults1 = minor_faults();
 	rep.faults = faults0 < 0 || faults1 < 0 ? -1 : faults1 - faults0;
 	read_smaps(&rep.shared_kb, &rep.private_kb);
-	read_pagemap(&rep.pm_shared, &rep.pm_exclusive, &rep.pm_absent);
+	read_pagemap(NPAGES, touched_page, &rep.pm_shared, &rep.pm_exclusive, &rep.pm_absent);
 	if (write(report_fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
 		_exit(1);
 	while (read(go_fd, &go, 1) < 0 && errno == EINTR)
