@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TOUCH 4UL    /* 2 MiB pages touched in the GiB */
+#define TOUCH 8UL    /* 2 MiB pages touched in the GiB */
 
 #define HPAGE (2UL << 20)
 #define GIB_BYTES (1UL << 30)
