@@ -112,7 +112,8 @@ public struct GuestLauncher: GuestLaunching {
     /// The lifetime is read from a `lifetime` file beside the kernel (seconds; the same
     /// wrapper serves every guest, so it cannot be in the script). A watcher forked before
     /// the exec polls QEMU (its parent once the shell has exec'd it) every 0.2 s, SIGKILLs
-    /// it at the end, and exits once QEMU is gone or a zombie, so a reused pid is not hit. It
+    /// it at the end, and exits once QEMU is gone, a zombie, or its pid belongs to a process
+    /// started later, so a reused pid is not hit. It
     /// shares QEMU's cgroup, which libvirt removes after a destroy: with a 2 s poll the
     /// watcher kept the cgroup busy and every teardown took 1 s longer (libvirt retries
     /// the removal 5 times, 200 ms apart, then gives up).
@@ -143,9 +144,16 @@ public struct GuestLauncher: GuestLaunching {
             *)
                 qemu=$$
                 (
-                    # A zombie counts as gone: whoever reaps QEMU may be slow at it.
+                    # A zombie counts as gone: whoever reaps QEMU may be slow at it. So does
+                    # another process under its pid (pids wrap at 32768 here): its start time
+                    # (field 22 of stat) differs.
+                    read -r line < "/proc/$qemu/stat" || exit 0
+                    set -- $line
+                    birth=${22}
                     ticks=$(( lifetime * 5 ))
-                    while read -r _ _ state _ < "/proc/$qemu/stat" && [ "$state" != Z ]; do
+                    while read -r line < "/proc/$qemu/stat"; do
+                        set -- $line
+                        [ "$3" != Z ] && [ "${22}" = "$birth" ] || exit 0
                         if [ "$ticks" -le 0 ]; then
                             kill -KILL "$qemu"
                             exit 0
