@@ -51,6 +51,23 @@ import Testing
         GoldenFile.check(try TemplateRenderer.render(template, instance).source, golden)
     }
 
+    /// Every unshare path renders the default golden but for its one `#define PATH` line:
+    /// the paths are one program, so the golden covers them all.
+    @Test func everyUnsharePathIsTheGoldenButForItsPath() throws {
+        let template = try Self.catalog.template(named: "hugetlb-unshare-paths")
+        let golden = try String(contentsOf: GoldenFile.directory.appendingPathComponent("hugetlb-unshare-paths-default.c"), encoding: .utf8)
+        let paths = try #require(template.manifest.parameter("path")?.choices)
+        #expect(paths.count == 7)
+        for path in paths {
+            let instance = try #require(try template.instances(overrides: ["path=\(path)"]).first)
+            let source = try TemplateRenderer.render(template, instance).source
+            let differing = zip(source.split(separator: "\n", omittingEmptySubsequences: false),
+                                golden.split(separator: "\n", omittingEmptySubsequences: false)).filter { $0 != $1 }
+            #expect(differing.allSatisfy { $0.0.hasPrefix("#define PATH \"\(path)\"") }, "\(path): \(differing.prefix(2))")
+            #expect(source.split(separator: "\n").count == golden.split(separator: "\n").count)
+        }
+    }
+
     @Test func poolSizeFollowsTheParameters() throws {
         let template = try Self.catalog.template(named: Self.forkExit)
         #expect(try TemplateRenderer.render(template, template.defaultInstance).hugepages == 2 * 8 + 8)
