@@ -4,7 +4,7 @@ import Testing
 
 /// Real boots under libvirt (TCG on hosts without working KVM). They need a host set up
 /// by `ci/setup-host`, as root; the kernels are downloaded once into the shared cache.
-@Suite(.serialized) struct BootTests {
+@Suite(.serialized, .sharingTheHost) struct BootTests {
     static let results = FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-boot-tests-\(getpid())")
 
     static func context() -> ToolContext {

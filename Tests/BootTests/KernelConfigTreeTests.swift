@@ -5,7 +5,7 @@ import Testing
 /// shootdown's fragments on the real Debian linux-source-6.12 Kconfig, both arches:
 /// everything they set survives mod2noconfig, and a setting Kconfig cannot honour is
 /// reported by name. Configures only (no compile): seconds, not minutes.
-@Suite(.serialized) struct KernelConfigTreeTests {
+@Suite(.serialized, .sharingTheHost) struct KernelConfigTreeTests {
     static func tree(_ context: ToolContext) throws -> KernelBuilder.Source {
         let tarball = try #require(KernelTreeFiles.debianSourceTarball(), "no /usr/src/linux-source-*.tar.xz: run ci/setup-host")
         let path = try SourceTarball(tarball: tarball, context: context).tree()

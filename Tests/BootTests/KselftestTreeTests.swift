@@ -4,7 +4,7 @@ import Testing
 
 /// The exported patch must apply to Debian's linux-source-6.12 and build with the tree's
 /// own selftest Makefile (after `make headers`). Needs `ci/setup-host` (linux-source-6.12).
-@Suite struct KselftestTreeTests {
+@Suite(.serialized, .sharingTheHost) struct KselftestTreeTests {
     @Test func patchAppliesAndBuildsInTheDebianTree() throws {
         let context = BootTests.context()
         let tarball = try #require(KernelTreeFiles.debianSourceTarball(), "no /usr/src/linux-source-*.tar.xz: run ci/setup-host")

@@ -4,7 +4,7 @@ import Testing
 
 /// The built executable under faults that only a real process and real guests show:
 /// SIGKILL mid-run, stop signals, a closed pipe, and libvirt going away mid-run.
-@Suite(.serialized) struct LifecycleBootTests {
+@Suite(.serialized, .sharingTheHost) struct LifecycleBootTests {
     static let root = MatrixBootTests.root
     static let binary = root.appendingPathComponent(".build/debug/shootdown")
     static let stage = URL(fileURLWithPath: "/var/lib/libvirt/shootdown")
@@ -73,6 +73,20 @@ import Testing
                                 timeout: .seconds(600))
     }
 
+    /// What a failed cell's guest left: the end of its console and the size and end of
+    /// its records, for a failure that the results folder's removal would hide.
+    static func failedCellDetails(_ launched: Launched) -> String {
+        launched.finishedCells().compactMap { cell -> String? in
+            let folder = launched.run.appendingPathComponent(cell)
+            guard let result = try? String(contentsOf: folder.appendingPathComponent("result.json"), encoding: .utf8),
+                  !result.contains(#""status" : "PASS""#) && !result.contains(#""status":"PASS""#) else { return nil }
+            let console = (try? String(contentsOf: folder.appendingPathComponent("console.log"), encoding: .utf8)) ?? ""
+            let records = (try? Data(contentsOf: folder.appendingPathComponent("records.jsonl"))) ?? Data()
+            return "\(cell): console tail:\n\(tail(console, lines: 25))\nrecords: \(records.count) bytes, ending "
+                + String(decoding: records.suffix(300), as: UTF8.self)
+        }.joined(separator: "\n")
+    }
+
     static func temporary(_ name: String) -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("shootdown-\(name)-\(getpid())-\(UUID().uuidString.prefix(6))")
     }
@@ -139,7 +153,7 @@ import Testing
         #expect(launched.finishedCells().count == 1)
 
         let resumed = try Self.resume(launched, arguments)
-        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.status == 0, "\(resumed.stderr)\n\(Self.failedCellDetails(launched))")
         #expect(launched.finishedCells().count == 2)
         guard fresh == .restore else { return }
         let report = try #require(try RunDirectory(url: results.appendingPathComponent(runID)).readReport())

@@ -3,7 +3,7 @@ import Testing
 @testable import ShootdownCore
 
 /// Matrices for real: the small CI spec, and a run interrupted mid-way and resumed.
-@Suite(.serialized) struct MatrixBootTests {
+@Suite(.serialized, .sharingTheHost) struct MatrixBootTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Both arches × paravirt on/off: under TCG the paravirt-on cells are SKIP with the

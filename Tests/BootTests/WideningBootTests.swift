@@ -4,7 +4,7 @@ import Testing
 
 /// The widening module on real guests: built against Debian's headers (downloaded once
 /// into the cache), loaded by the agent, armed, and seen firing.
-@Suite(.serialized) struct WideningBootTests {
+@Suite(.serialized, .sharingTheHost) struct WideningBootTests {
     /// arm64 Debian 6.12: the race test widened; the walker is held, the unshare lands in
     /// the window, and the sync is what waits for it.
     @Test func raceTestArmsItsPointAndItFires() throws {
