@@ -1025,14 +1025,8 @@ static long read_page_tables_kb(void)
 {
 	char text[16384];
 	ssize_t n, len = 0;
-	int refresh = open("/proc/sys/vm/stat_refresh", O_WRONLY | O_CLOEXEC);
-
-	if (refresh >= 0) {
-		/* It may warn of a negative counter and fail; the fold is done either way. */
-		ssize_t folded = write(refresh, "1", 1);
-		(void)folded;
-		close(refresh);
-	}
+	/* It may warn of a negative counter and fail; the fold is done either way. */
+	(void)write_file("/proc/sys/vm/stat_refresh", "1", 0);
 	int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)

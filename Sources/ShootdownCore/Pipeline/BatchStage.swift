@@ -45,10 +45,7 @@ extension RunPipeline {
         // The first cell's whole budget, then each later test's own limit in the guest.
         let timeout = first.timeoutSeconds + members.dropFirst().map { Self.testTimeout($0.cell) }.reduce(0, +)
         let name = Self.domainName(runID: runID, cellID: "batch-\(first.id)")
-        var spec = try launcher.stagedSpec(name: name, arch: first.arch, accel: first.accel, paravirt: first.paravirt,
-                                           vcpus: first.vcpus, memoryMiB: first.memoryMiB,
-                                           tcgThreads: tcgThreads(first, test: members[0].test.test))
-        spec.numaNodes = members[0].test.test.numaNodes
+        let spec = try guestSpec(name: name, cell: first, test: members[0].test.test, launcher: launcher)
         let outcome = try launcher.start(spec, kernel: first.kernel.kernel, image: image, timeout: .seconds(timeout), fresh: fresh)
 
         let console = String(decoding: outcome.console, as: UTF8.self)

@@ -98,13 +98,19 @@ extension RunPipeline {
     /// The agent kills a hung test well before the host gives up on the whole guest.
     static func testTimeout(_ cell: Cell) -> Int { max(5, cell.timeoutSeconds * 3 / 4) }
 
+    /// The guest a cell's test needs (a batch's first cell stands for all of them): its
+    /// shape, how TCG runs its vCPUs here, and its NUMA nodes.
+    func guestSpec(name: String, cell: Cell, test: RenderedTest, launcher: any GuestLaunching) throws -> DomainSpec {
+        var spec = try launcher.stagedSpec(name: name, arch: cell.arch, accel: cell.accel, paravirt: cell.paravirt,
+                                           vcpus: cell.vcpus, memoryMiB: cell.memoryMiB, tcgThreads: tcgThreads(cell, test: test))
+        spec.numaNodes = test.numaNodes
+        return spec
+    }
+
     /// Boots the cell's guest; returns the spec it booted (for the reproducer) and what came back.
     func boot(_ cell: Cell, test: RenderedTest, image: GuestImage, launcher: any GuestLaunching, runID: String,
               fresh: FreshGuest) throws -> (DomainSpec, GuestOutcome) {
-        var spec = try launcher.stagedSpec(name: Self.domainName(runID: runID, cellID: cell.id), arch: cell.arch, accel: cell.accel,
-                                           paravirt: cell.paravirt, vcpus: cell.vcpus, memoryMiB: cell.memoryMiB,
-                                           tcgThreads: tcgThreads(cell, test: test))
-        spec.numaNodes = test.numaNodes
+        let spec = try guestSpec(name: Self.domainName(runID: runID, cellID: cell.id), cell: cell, test: test, launcher: launcher)
         let outcome = try launcher.start(spec, kernel: cell.kernel.kernel, image: image, timeout: .seconds(cell.timeoutSeconds),
                                          fresh: fresh)
         return (spec, outcome)

@@ -206,7 +206,7 @@ extension GuestLauncher {
         let socket = context.paths.stage.appendingPathComponent("sockets/\(ContentHash.of(spec.name).prefix(16)).sock")
         copy.planSocketPath = socket.path
         do {
-            try prepareRestoreStage(folder, spec: copy)
+            try prepareGuestFolder(folder, spec: copy)
             try FileManager.default.makeDirectory(socket.deletingLastPathComponent(), mode: 0o755)
             unlink(socket.path)
         } catch {
@@ -255,20 +255,6 @@ extension GuestLauncher {
                                    start: "restored a saved guest (\(saved.folder.lastPathComponent))")
         teardowns.remove(domain, cleanup: cleanup)
         return outcome
-    }
-
-    /// A restored copy's folder: owner and empty channel files; the kernel and initramfs
-    /// are the saved guest's. libvirt creates the plan socket here and hands QEMU its fd.
-    func prepareRestoreStage(_ folder: URL, spec: DomainSpec) throws {
-        try? FileManager.default.removeItem(at: folder)
-        try FileManager.default.makeDirectory(folder.deletingLastPathComponent(), mode: 0o755)
-        try FileManager.default.makeDirectory(folder, mode: 0o755)
-        try writeAtomically(try JSONEncoder().encode(spec.owner ?? .current), to: folder.appendingPathComponent(StaleGuests.ownerFile))
-        for path in [spec.consolePath, spec.resultPath] {
-            guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o666]) else {
-                throw ShootdownError.io(path: path, message: "cannot create the guest's channel file")
-            }
-        }
     }
 
     func raiseLifetime(in folder: URL, to seconds: Int) {
